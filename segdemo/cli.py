@@ -1,0 +1,181 @@
+"""`python -m segdemo train|evaluate|predict|architectures`: the command line over the core.
+
+Heavy imports (TensorFlow) happen inside the commands so that `--help` answers at once.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+FORMATS = ("oxford", "voc", "folders", "tfds")
+
+
+def _pair(text: str) -> tuple[float, float]:
+    low, _, high = text.partition(",")
+    try:
+        pair = (float(low), float(high))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.6,1.0, got {text!r}") from None
+    if not 0 < pair[0] <= pair[1] <= 1:
+        raise argparse.ArgumentTypeError("scale bounds must satisfy 0 < low <= high <= 1")
+    return pair
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m segdemo",
+                                     description="Train, evaluate and apply segmentation models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an architecture on a dataset folder")
+    t.add_argument("--arch", required=True, help="architecture id (see `architectures`)")
+    t.add_argument("--data", help="dataset folder (not needed for --format tfds)")
+    t.add_argument("--format", choices=FORMATS, default="oxford")
+    t.add_argument("--out", required=True, help="output folder for weights, history, card, metrics")
+    t.add_argument("--img-size", type=int, help="square input size (default: the architecture's)")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--loss", choices=("ce", "dice", "dice_ce"), default="ce")
+    t.add_argument("--class-weights", type=_floats, help="one weight per class, e.g. 1,1,2")
+    t.add_argument("--encoder-weights", default="none",
+                   help="imagenet (download), none, or a path to a .weights.h5 file")
+    t.add_argument("--freeze-encoder-epochs", type=int, default=0,
+                   help="train the decoder alone for this many epochs first")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    t.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
+    t.add_argument("--scale", type=_pair, default=(0.6, 1.0),
+                   help="random crop keeping this fraction of each side, e.g. 0.6,1.0")
+    t.add_argument("--no-scale", action="store_true", help="disable random scale/crop")
+    t.add_argument("--color-jitter", type=float, default=0.1, help="0 disables colour jitter")
+    t.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training split held out to pick the best epoch")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--classes", help="comma-separated class names (folders/voc formats)")
+    t.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture option, e.g. width=0.5 or output_stride=8")
+
+    e = sub.add_parser("evaluate", help="score a trained model on a dataset's held-out split")
+    e.add_argument("--model", required=True, help="trained model folder")
+    e.add_argument("--data", help="dataset folder")
+    e.add_argument("--format", choices=FORMATS, help="default: the format the model was trained on")
+    e.add_argument("--split", default="test")
+    e.add_argument("--json", help="write the metrics here (default: <model>/evaluation.json)")
+
+    p = sub.add_parser("predict", help="write mask and overlay PNGs for images")
+    p.add_argument("--model", required=True, help="trained model folder")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--opacity", type=float, default=0.5, help="mask opacity in the overlay")
+
+    sub.add_parser("architectures", help="list the registered architectures")
+    return parser
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    from segdemo.train import TrainConfig, train
+
+    weights = None if args.encoder_weights.lower() == "none" else args.encoder_weights
+    config = TrainConfig(
+        arch=args.arch, data=args.data, out=args.out, format=args.format, img_size=args.img_size,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
+        class_weights=args.class_weights, encoder_weights=weights,
+        freeze_encoder_epochs=args.freeze_encoder_epochs, resume=args.resume,
+        flip=not args.no_flip, scale=None if args.no_scale else args.scale,
+        color_jitter=args.color_jitter, val_fraction=args.val_fraction, seed=args.seed,
+        classes=args.classes.split(",") if args.classes else None, options=dict(args.option),
+        command="python -m segdemo " + shlex.join(argv),
+    )
+    out = train(config)
+    print(f"Model written to {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from segdemo.artifacts import write_json
+    from segdemo.data import load_dataset
+    from segdemo.evaluate import evaluate, format_table
+    from segdemo.inference import Segmenter
+
+    segmenter = Segmenter.load(args.model)
+    trained_on = segmenter.card.get("dataset", {})
+    config = segmenter.card.get("config", {})
+    dataset = load_dataset(args.data, args.format or trained_on.get("format", "oxford"),
+                           classes=config.get("classes"),
+                           val_fraction=config.get("val_fraction", 0.1),
+                           seed=config.get("seed", 0))
+    metrics = evaluate(segmenter, dataset, args.split)
+    print(format_table(metrics))
+    target = Path(args.json) if args.json else Path(args.model) / "evaluation.json"
+    write_json(target, metrics)
+    print(f"Metrics written to {target}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from segdemo.images import ImageError, open_image
+    from segdemo.inference import Segmenter, mask_png, overlay
+
+    segmenter = Segmenter.load(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in args.images:
+        try:
+            image = open_image(path)
+        except ImageError as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        prediction = segmenter.predict(image)
+        stem = Path(path).stem
+        (out / f"{stem}_mask.png").write_bytes(mask_png(prediction.mask, segmenter.classes))
+        overlay(image, prediction.mask, segmenter.classes, args.opacity).save(out / f"{stem}_overlay.png")
+        print(f"{path}: {image.size[0]}x{image.size[1]}, {prediction.seconds * 1000:.0f} ms")
+    return 1 if failures else 0
+
+
+def _architectures() -> int:
+    from segdemo.models import ARCHITECTURES
+
+    for arch in ARCHITECTURES.values():
+        print(f"{arch.id:28}{arch.input_size[0]}x{arch.input_size[1]}  {arch.title}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    from segdemo.errors import USER_ERRORS
+
+    try:
+        if args.command == "train":
+            return _train(args, argv)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "predict":
+            return _predict(args)
+        return _architectures()
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

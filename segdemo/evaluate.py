@@ -1,0 +1,76 @@
+"""Scoring a trained model on a held-out split, at the original resolution (what a user sees)
+and at the model's input size (what the network was trained on)."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from segdemo.data import Dataset
+from segdemo.inference import Segmenter
+from segdemo.metrics import confusion_matrix, scores
+
+
+def evaluate(segmenter: Segmenter, dataset: Dataset, split: str = "test",
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    """Metrics and confusion matrices over `split`, plus per-image scores (worst first)."""
+    samples = dataset.splits.get(split) or []
+    if not samples:
+        raise ValueError(f"The dataset at {dataset.root} has no images in its {split!r} split.")
+    if dataset.num_classes != len(segmenter.classes):
+        raise ValueError(f"The model predicts {len(segmenter.classes)} classes but the dataset has "
+                         f"{dataset.num_classes}.")
+    n = dataset.num_classes
+    names = [c.name for c in dataset.classes]
+    height, width = segmenter.input_size
+    cm_original = np.zeros((n, n), dtype=np.int64)
+    cm_input = np.zeros((n, n), dtype=np.int64)
+    per_image = []
+    start = time.perf_counter()
+    for i, sample in enumerate(samples):
+        image = dataset.read_image(sample)
+        mask = dataset.read_mask(sample)
+        prediction = segmenter.predict(image)
+        cm = confusion_matrix(mask, prediction.mask, n, dataset.ignore_index)
+        cm_original += cm
+        small_mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+        small_pred = prediction.input_probabilities.argmax(axis=-1)
+        cm_input += confusion_matrix(small_mask, small_pred, n, dataset.ignore_index)
+        one = scores(cm, names)
+        per_image.append({"name": sample.name, "miou": one["miou"],
+                          "pixel_accuracy": one["pixel_accuracy"]})
+        if progress:
+            progress(i + 1, len(samples))
+    per_image.sort(key=lambda r: (r["miou"] is None, r["miou"] or 0.0))
+    return {
+        "model": segmenter.arch_id,
+        "dataset": {"name": dataset.name, "format": dataset.format, "split": split},
+        "images": len(samples),
+        "original_resolution": scores(cm_original, names),
+        "input_resolution": {"size": [height, width], **scores(cm_input, names)},
+        "per_image": per_image,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def format_table(metrics: dict) -> str:
+    """A plain-text summary for the terminal."""
+    lines = [f"{metrics['model']} on {metrics['dataset']['name']} ({metrics['dataset']['split']}, "
+             f"{metrics['images']} images)"]
+    header = f"{'':22}{'pixel acc':>10}{'mIoU':>8}{'mean acc':>10}"
+    lines.append(header)
+    for key, label in (("original_resolution", "original resolution"),
+                       ("input_resolution", "input size")):
+        s = metrics[key]
+        lines.append(f"{label:22}{_fmt(s['pixel_accuracy']):>10}{_fmt(s['miou']):>8}"
+                     f"{_fmt(s['mean_class_accuracy']):>10}")
+    lines.append("per-class IoU (original resolution):")
+    for name, value in metrics["original_resolution"]["iou"].items():
+        lines.append(f"  {name:20}{_fmt(value):>8}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,159 @@
+"""Turning a photo into a mask: the one place that knows how a trained model is fed.
+
+`Segmenter` loads a model folder once and maps any PIL image (any size, mode or EXIF
+orientation) to class probabilities and a label mask at the image's original resolution. The
+network runs in a traced function with a fixed input signature, so differently sized photos never
+cause retracing; resizing back to the original size happens in a second traced function.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from segdemo.artifacts import load_model
+from segdemo.classes import ClassInfo
+from segdemo.images import ImageSource, open_image
+from segdemo.preprocessing import get_preprocessor
+
+
+@dataclass
+class Prediction:
+    """A model's answer for one image; masks are at the image's original resolution."""
+
+    mask: np.ndarray            # (H, W) uint8 class indices
+    confidence: np.ndarray      # (H, W) float32, probability of the chosen class
+    input_probabilities: np.ndarray = field(repr=False)  # (h, w, C) at the model's input size
+    seconds: float = 0.0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as PIL reports sizes."""
+        return self.mask.shape[1], self.mask.shape[0]
+
+    def probabilities(self) -> np.ndarray:
+        """Class probabilities (H, W, C) at the original resolution, computed on demand."""
+        resized = tf.image.resize(self.input_probabilities, self.mask.shape, method="bilinear")
+        return resized.numpy()
+
+
+class Segmenter:
+    """A loaded model plus everything needed to apply it to user images."""
+
+    def __init__(self, model, card: dict):
+        self.model = model
+        self.card = card
+        self.classes = [ClassInfo.from_json(c) for c in card["classes"]]
+        self.input_size: tuple[int, int] = tuple(card["input_size"])  # (H, W)
+        self.trace_count = 0
+        preprocess = get_preprocessor(card["preprocessing"])
+        height, width = self.input_size
+
+        @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)])
+        def forward(batch):
+            self.trace_count += 1  # runs only while tracing
+            logits = model(preprocess(tf.cast(batch, tf.float32)), training=False)
+            return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, len(self.classes)], tf.float32),
+                                      tf.TensorSpec([2], tf.int32)])
+        def to_original(probs, size):
+            self.trace_count += 1
+            resized = tf.image.resize(probs, size, method="bilinear")
+            return tf.cast(tf.argmax(resized, axis=-1), tf.uint8), tf.reduce_max(resized, axis=-1)
+
+        self._forward = forward
+        self._to_original = to_original
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> "Segmenter":
+        """Load a trained model folder (raises `ModelLoadError` with the reason)."""
+        model, card = load_model(model_dir)
+        return cls(model, card)
+
+    @property
+    def arch_id(self) -> str:
+        return self.card["id"]
+
+    def prepare(self, image: ImageSource) -> tuple[np.ndarray, tuple[int, int]]:
+        """RGB uint8 array at the model's input size, and the original (width, height)."""
+        image = open_image(image)
+        height, width = self.input_size
+        resized = image.resize((width, height), Image.BILINEAR)
+        return np.asarray(resized, dtype=np.uint8), image.size
+
+    def input_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax probabilities (N, h, w, C) for a uint8 batch already at the input size."""
+        return self._forward(tf.convert_to_tensor(batch, tf.uint8)).numpy()
+
+    def predict(self, image: ImageSource) -> Prediction:
+        """Segment one image."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[ImageSource]) -> list[Prediction]:
+        """Segment several images with one network call."""
+        start = time.perf_counter()
+        prepared = [self.prepare(image) for image in images]
+        probs = self.input_probabilities(np.stack([p[0] for p in prepared]))
+        results = []
+        for p, (_, (width, height)) in zip(probs, prepared):
+            mask, confidence = self._to_original(p, tf.constant([height, width], tf.int32))
+            results.append(Prediction(mask.numpy(), confidence.numpy(), p))
+        elapsed = (time.perf_counter() - start) / len(results)
+        for r in results:
+            r.seconds = elapsed
+        return results
+
+
+def palette_array(classes: Sequence[ClassInfo]) -> np.ndarray:
+    """(C, 3) uint8 colours for indexing a mask."""
+    return np.array([c.color for c in classes], dtype=np.uint8)
+
+
+def colorize(mask: np.ndarray, classes: Sequence[ClassInfo]) -> np.ndarray:
+    """RGB image (H, W, 3) of a label mask in the classes' colours; unknown labels are black."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[: len(classes)] = palette_array(classes)
+    return palette[mask]
+
+
+def overlay(image: Image.Image, mask: np.ndarray, classes: Sequence[ClassInfo],
+            opacity: float = 0.5) -> Image.Image:
+    """The photo with the coloured mask blended on top (`opacity` 0 = photo only, 1 = mask only)."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must lie in [0, 1], got {opacity}.")
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    if base.shape[:2] != mask.shape:
+        raise ValueError(f"image is {base.shape[1]}x{base.shape[0]} but mask is "
+                         f"{mask.shape[1]}x{mask.shape[0]}.")
+    blended = base * (1.0 - opacity) + colorize(mask, classes).astype(np.float32) * opacity
+    return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def mask_png(mask: np.ndarray, classes: Sequence[ClassInfo]) -> bytes:
+    """A palette PNG whose pixel values are the class indices and whose colours are the classes'."""
+    image = Image.fromarray(mask.astype(np.uint8), "P")
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[: len(classes)] = palette_array(classes)
+    image.putpalette(palette.reshape(-1).tolist())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def class_shares(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Fraction of the image each class covers."""
+    counts = np.bincount(mask.reshape(-1), minlength=num_classes)[:num_classes]
+    return counts / max(mask.size, 1)

@@ -1,0 +1,102 @@
+"""Segmentation scores, all derived from one confusion matrix.
+
+Convention for a class that appears neither in the labels nor in the predictions of the
+evaluated set: its IoU, Dice and accuracy are undefined (NaN in per-class lists, `null` in
+JSON) and it is left out of the means. A class present in the labels but never predicted
+scores 0; one predicted but absent from the labels scores 0 IoU (its pixels are all false
+positives) and has an undefined accuracy. Keras' `MeanIoU` follows the same rule.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def confusion_matrix(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int, ignore_index: int = 255
+) -> np.ndarray:
+    """Counts[i, j] = pixels of true class i predicted as j; ignored pixels are dropped."""
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    predictions = np.asarray(predictions).reshape(-1).astype(np.int64)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"labels and predictions differ in size: {labels.size} vs {predictions.size}.")
+    keep = labels != ignore_index
+    labels, predictions = labels[keep], predictions[keep]
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"label values must lie in [0, {num_classes}) or equal {ignore_index}.")
+    return np.bincount(labels * num_classes + predictions,
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
+
+
+def scores(cm: np.ndarray, class_names: list[str] | None = None) -> dict:
+    """Pixel accuracy, mean class accuracy, per-class IoU and Dice, mIoU and mean Dice."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    label_count = cm.sum(axis=1)
+    pred_count = cm.sum(axis=0)
+    union = label_count + pred_count - tp
+    iou = _ratio(tp, union)
+    dice = _ratio(2 * tp, label_count + pred_count)
+    class_acc = _ratio(tp, label_count)
+    total = cm.sum()
+    names = class_names or [str(i) for i in range(len(tp))]
+
+    def mean(values: np.ndarray) -> float | None:
+        return float(np.nanmean(values)) if np.any(~np.isnan(values)) else None
+
+    def per_class(values: np.ndarray) -> dict:
+        return {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, values)}
+
+    return {
+        "pixel_accuracy": float(tp.sum() / total) if total else None,
+        "mean_class_accuracy": mean(class_acc),
+        "miou": mean(iou),
+        "mean_dice": mean(dice),
+        "iou": per_class(iou),
+        "dice": per_class(dice),
+        "class_accuracy": per_class(class_acc),
+        "pixels": int(total),
+        "confusion_matrix": cm.astype(np.int64).tolist(),
+    }
+
+
+class PixelAccuracy(keras.metrics.Metric):
+    """Share of non-ignored pixels whose arg-max class equals the label (logits in)."""
+
+    def __init__(self, ignore_index: int = 255, name: str = "accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ignore_index = int(ignore_index)
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        valid = ops.not_equal(y_true, self.ignore_index)
+        hits = ops.logical_and(valid, ops.equal(predicted, y_true))
+        self.correct.assign_add(ops.sum(ops.cast(hits, "float32")))
+        self.total.assign_add(ops.sum(ops.cast(valid, "float32")))
+
+    def result(self):
+        return self.correct / ops.maximum(self.total, 1.0)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "ignore_index": self.ignore_index}
+
+
+def mean_iou_metric(num_classes: int, ignore_index: int = 255) -> keras.metrics.Metric:
+    """Keras' streaming mIoU on logits, reported as `miou` / `val_miou` during training."""
+    return keras.metrics.MeanIoU(num_classes=num_classes, name="miou", ignore_class=ignore_index,
+                                 sparse_y_true=True, sparse_y_pred=False)

@@ -1,0 +1,281 @@
+"""Training: one function that takes a `TrainConfig` and leaves a complete model folder.
+
+The folder gets the best weights by validation mIoU, `history.json` after every epoch, a
+resumable checkpoint (weights, optimizer state, epoch) after every epoch, and at the end
+`card.json` and `metrics.json` (evaluation on the held-out test split).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import PIL
+import tensorflow as tf
+
+from segdemo.artifacts import (CARD_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, read_json,
+                               write_json)
+from segdemo.data import Augment, Dataset, load_dataset, make_tf_dataset
+from segdemo.evaluate import evaluate
+from segdemo.inference import Segmenter
+from segdemo.losses import get_loss
+from segdemo.metrics import PixelAccuracy, mean_iou_metric
+from segdemo.models import get_architecture
+
+CHECKPOINT_DIR = "checkpoint"
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_miou")
+
+
+class TrainError(RuntimeError):
+    """A training request that cannot go ahead; the message says what to change."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; recorded in the card."""
+
+    arch: str
+    data: str | None
+    out: str
+    format: str = "oxford"
+    img_size: int | None = None
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    loss: str = "ce"
+    class_weights: list[float] | None = None
+    encoder_weights: str | None = None
+    freeze_encoder_epochs: int = 0
+    resume: bool = False
+    flip: bool = True
+    scale: tuple[float, float] | None = (0.6, 1.0)
+    color_jitter: float = 0.1
+    val_fraction: float = 0.1
+    seed: int = 0
+    classes: list[str] | None = None
+    options: dict = field(default_factory=dict)
+    command: str = ""
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy across several GPUs, the default strategy otherwise."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def hardware_description() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{cores} CPU cores ({platform.machine()})" + (f", {len(gpus)} GPU(s)" if gpus else ", no GPU")
+
+
+def cosine_lr(base: float, epochs: int):
+    """Per-epoch cosine decay to 5% of the base rate: a function of the epoch alone, so a resumed
+    run continues exactly where it stopped."""
+    def schedule(epoch: int, _lr: float = 0.0) -> float:
+        return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1))))
+    return schedule
+
+
+class _Recorder(keras.callbacks.Callback):
+    """After each epoch: history.json, the best weights, and the resumable checkpoint."""
+
+    def __init__(self, out: Path, history: list[dict], state: dict, phase: int):
+        super().__init__()
+        self.out, self.history, self.state, self.phase = out, history, state, phase
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        record = {"epoch": epoch + 1}
+        record.update({k: float(logs[k]) for k in HISTORY_KEYS if k in logs})
+        record["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        record["seconds"] = round(time.perf_counter() - self._start, 2)
+        self.history.append(record)
+        score = record.get("val_miou", -1.0)
+        if not math.isfinite(score):
+            score = -1.0
+        if score > self.state["best_val_miou"]:
+            self.state.update(best_val_miou=score, best_epoch=epoch + 1)
+            _save_weights(self.model, self.out / WEIGHTS_FILE)
+        ckpt = self.out / CHECKPOINT_DIR
+        _save_weights(self.model, ckpt / WEIGHTS_FILE)
+        np.savez(ckpt / "optimizer.npz",
+                 *[keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables])
+        write_json(self.out / HISTORY_FILE, self.history)
+        self.state.update(epoch=epoch + 1, phase=self.phase)
+        write_json(ckpt / "state.json", self.state)  # written last: the commit point of the epoch
+
+
+def _save_weights(model: keras.Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("tmp." + path.name)
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def _restore_optimizer(model: keras.Model, path: Path) -> bool:
+    """Put back the optimizer state saved by the checkpoint, when it matches the model."""
+    if not path.is_file():
+        return False
+    model.optimizer.build(model.trainable_variables)
+    with np.load(path) as saved:
+        arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    variables = model.optimizer.variables
+    if len(arrays) != len(variables) or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):
+        return False
+    for variable, array in zip(variables, arrays):
+        variable.assign(array)
+    return True
+
+
+def _compile(model: keras.Model, config: TrainConfig, dataset: Dataset) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.lr),
+        loss=get_loss(config.loss, dataset.ignore_index, config.class_weights),
+        metrics=[PixelAccuracy(dataset.ignore_index),
+                 mean_iou_metric(dataset.num_classes, dataset.ignore_index)],
+    )
+
+
+def _prepare_output(config: TrainConfig) -> tuple[Path, dict | None]:
+    """The output folder, and the checkpoint state when resuming."""
+    out = Path(config.out)
+    state_file = out / CHECKPOINT_DIR / "state.json"
+    if config.resume and state_file.is_file():
+        return out, read_json(state_file)
+    if not config.resume and (state_file.is_file() or (out / HISTORY_FILE).is_file()):
+        raise TrainError(f"{out} already holds a training run: pass --resume to continue it, "
+                         f"or choose another --out.")
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} is a file, not a folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out, None
+
+
+def train(config: TrainConfig) -> Path:
+    """Train, keep the best epoch, evaluate on the test split; returns the model folder."""
+    arch = get_architecture(config.arch)
+    out, resumed = _prepare_output(config)
+    keras.utils.set_random_seed(config.seed)
+    dataset = load_dataset(config.data, config.format, classes=config.classes,
+                           val_fraction=config.val_fraction, seed=config.seed)
+    for split in ("train", "val"):
+        if not dataset.splits.get(split):
+            raise TrainError(f"The dataset at {dataset.root} has no images in its {split!r} split.")
+    input_size = (config.img_size, config.img_size) if config.img_size else arch.input_size
+
+    strategy = distribution_strategy()
+    with strategy.scope():
+        model = arch.build(dataset.num_classes, input_size,
+                           encoder_weights=None if resumed else config.encoder_weights,
+                           **config.options)
+    state = {"epoch": 0, "phase": 0, "best_val_miou": -1.0, "best_epoch": 0}
+    history: list[dict] = []
+    if resumed:
+        state.update(resumed)
+        model.load_weights(out / CHECKPOINT_DIR / WEIGHTS_FILE)
+        history = (read_json(out / HISTORY_FILE) if (out / HISTORY_FILE).is_file() else [])
+        history = history[: state["epoch"]]
+        print(f"Resuming {config.arch} from epoch {state['epoch']} of {config.epochs}.")
+
+    augment = Augment(flip=config.flip, scale=config.scale, color_jitter=config.color_jitter)
+    train_ds = make_tf_dataset(dataset, "train", input_size, arch.preprocessing, config.batch_size,
+                               augment=augment, shuffle=True, seed=config.seed)
+    val_ds = make_tf_dataset(dataset, "val", input_size, arch.preprocessing, config.batch_size)
+
+    encoder = _encoder_layer(model)
+    freeze = min(config.freeze_encoder_epochs, config.epochs) if encoder is not None else 0
+    if config.freeze_encoder_epochs and encoder is None:
+        print(f"{config.arch} has no pretrained encoder: --freeze-encoder-epochs is ignored.")
+    phases = [(0, freeze, True), (freeze, config.epochs, False)] if freeze else [(0, config.epochs, False)]
+    scheduler = keras.callbacks.LearningRateScheduler(cosine_lr(config.lr, config.epochs))
+    verbose = 1 if sys.stdout.isatty() else 2
+    for phase, (begin, end, frozen) in enumerate(phases):
+        if state["epoch"] >= end:
+            continue
+        if encoder is not None:
+            encoder.trainable = not frozen
+        with strategy.scope():
+            _compile(model, config, dataset)
+            if resumed and state["phase"] == phase and state["epoch"] > begin:
+                _restore_optimizer(model, out / CHECKPOINT_DIR / "optimizer.npz")
+        model.fit(train_ds, validation_data=val_ds, initial_epoch=max(begin, state["epoch"]),
+                  epochs=end, callbacks=[scheduler, _Recorder(out, history, state, phase)],
+                  verbose=verbose)
+
+    if not (out / WEIGHTS_FILE).is_file():  # no epoch had a finite val mIoU: keep the last one
+        _save_weights(model, out / WEIGHTS_FILE)
+    model.load_weights(out / WEIGHTS_FILE)
+    card = _model_card(config, arch, model, dataset, input_size, history, state)
+    write_json(out / CARD_FILE, card)
+    print("Evaluating the best epoch on the test split...")
+    metrics = evaluate(Segmenter(model, card), dataset, "test") if dataset.splits.get("test") else None
+    if metrics is not None:
+        write_json(out / METRICS_FILE, metrics)
+        card["test_miou"] = metrics["original_resolution"]["miou"]
+        card["test_pixel_accuracy"] = metrics["original_resolution"]["pixel_accuracy"]
+        write_json(out / CARD_FILE, card)
+    return out
+
+
+def _encoder_layer(model: keras.Model) -> keras.layers.Layer | None:
+    try:
+        return model.get_layer("encoder")
+    except ValueError:
+        return None
+
+
+def _encoder_weights_note(config: TrainConfig, arch) -> str:
+    if arch.encoder is None:
+        return "none: the whole network is trained from scratch"
+    if config.encoder_weights is None:
+        return f"none: the {arch.encoder} encoder is trained from scratch (no ImageNet weights used)"
+    if config.encoder_weights == "imagenet":
+        return f"ImageNet {arch.encoder} (Keras download)"
+    return f"ImageNet {arch.encoder} from {Path(config.encoder_weights).name}"
+
+
+def _model_card(config: TrainConfig, arch, model: keras.Model, dataset: Dataset,
+                input_size: tuple[int, int], history: list[dict], state: dict) -> dict:
+    weights = Path(config.out) / WEIGHTS_FILE
+    return {
+        "id": arch.id,
+        "title": arch.title,
+        "description": arch.description,
+        "classes": [c.to_json() for c in dataset.classes],
+        "input_size": list(input_size),
+        "preprocessing": arch.preprocessing,
+        "options": {**arch.options, **config.options},
+        "encoder_weights": _encoder_weights_note(config, arch),
+        "dataset": {
+            "name": dataset.name, "format": dataset.format, "root": str(config.data),
+            "splits": {k: len(v) for k, v in dataset.splits.items()},
+            "ignore_index": dataset.ignore_index,
+        },
+        "epochs": len(history),
+        "best_epoch": state["best_epoch"],
+        "best_val_miou": state["best_val_miou"],
+        "parameters": int(model.count_params()),
+        "file_bytes": weights.stat().st_size,
+        "file_mb": round(weights.stat().st_size / 2**20, 2),
+        "training_seconds": round(sum(r.get("seconds", 0.0) for r in history), 1),
+        "hardware": hardware_description(),
+        "versions": {
+            "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
+        },
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": config.command,
+        "config": {k: v for k, v in asdict(config).items() if k not in ("command",)},
+    }
