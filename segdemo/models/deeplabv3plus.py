@@ -1,0 +1,58 @@
+"""DeepLabV3+ (Chen et al., 2018): ASPP context on a dilated encoder plus a light decoder.
+
+The encoder runs at output stride 16 (or 8: finer, slower) by dilating its last stages; ASPP
+gathers context at several scales; the decoder upsamples to stride 4, joins a 48-channel
+projection of the encoder's stride-4 feature for sharp boundaries, refines with two separable
+3x3 convolutions and resizes the class logits to the input size.
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import layers
+
+from segdemo.models.backbones import build_encoder
+from segdemo.models.blocks import (aspp, check_input_size, check_num_classes, conv_bn_relu,
+                                   resize_to, separable_conv_bn_relu)
+
+# (stride-4 low-level feature, last feature) per backbone.
+TAPS = {
+    "mobilenetv2": ("block_3_expand_relu", "block_16_project"),
+    "xception": ("block3_sepconv2_bn", "block14_sepconv2_act"),
+}
+ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+FILTERS = 256
+LOW_LEVEL_FILTERS = 48
+
+
+def build_deeplabv3plus(num_classes: int, input_size: tuple[int, int] = (224, 224),
+                        encoder_weights: str | os.PathLike | None = None, *,
+                        backbone: str = "mobilenetv2", output_stride: int = 16,
+                        width: float = 1.0, dropout: float = 0.1,
+                        name: str | None = None) -> keras.Model:
+    """Logits (N, H, W, num_classes) for inputs (N, H, W, 3) scaled to [-1, 1]; H, W % 32 == 0.
+
+    `width` slims Xception's channels (MobileNetV2 only has 1.0); `dropout` follows ASPP.
+    """
+    name = name or f"deeplabv3plus_{backbone}"
+    if backbone not in TAPS:
+        raise ValueError(f"{name}: backbone must be one of {', '.join(TAPS)}, got {backbone!r}.")
+    if output_stride not in ASPP_RATES:
+        raise ValueError(f"{name}: output_stride must be 16 or 8, got {output_stride!r}.")
+    check_num_classes(num_classes)
+    height, width_px = check_input_size(input_size, 32, name)
+    inputs = keras.Input(shape=(height, width_px, 3), name="image")
+    encoder = build_encoder(backbone, (height, width_px, 3), TAPS[backbone],
+                            output_stride=output_stride, width=width,
+                            encoder_weights=encoder_weights)
+    low_level, x = encoder(inputs)
+    x = aspp(x, FILTERS, ASPP_RATES[output_stride], dropout)
+    low_level = conv_bn_relu(low_level, LOW_LEVEL_FILTERS, 1, "decoder_low_level")
+    x = resize_to(x, tuple(low_level.shape[1:3]), "decoder_upsample")
+    x = layers.Concatenate(name="decoder_concat")([x, low_level])
+    x = separable_conv_bn_relu(x, FILTERS, "decoder_conv1")
+    x = separable_conv_bn_relu(x, FILTERS, "decoder_conv2")
+    x = layers.Conv2D(num_classes, 1, name="classifier")(x)
+    logits = resize_to(x, (height, width_px), "logits")
+    return keras.Model(inputs, logits, name=name)
