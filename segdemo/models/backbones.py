@@ -69,7 +69,7 @@ def _mobilenet_v2_block(x, filters: int, expansion: int, stride: int, block_id: 
     if stride == 2:
         stride, rate = dilation.downsample()
         if stride == 2:  # keras.applications' asymmetric padding for even sizes
-            pad = tuple((1 - size % 2, 1) for size in x.shape[1:3])
+            pad = tuple((size % 2, 1) for size in x.shape[1:3])
         else:  # a 'valid' 3x3 conv dilated by `rate` needs `rate` on each side
             pad = ((rate, rate), (rate, rate))
         x = layers.ZeroPadding2D(padding=pad, name=f"{prefix}pad")(x)

@@ -1,0 +1,121 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segdemo.artifacts import ModelLoadError, check_model_dir, load_model, write_json
+from segdemo.classes import PET_CLASSES
+from segdemo.inference import Segmenter, class_shares, colorize, mask_png, overlay
+from segdemo.models import build_model
+from segdemo.preprocessing import get_preprocessor
+
+OPTIONS = {"base_filters": 4, "depth": 2}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("unet_tiny")
+    model = build_model("unet", 3, (32, 32), **OPTIONS)
+    model.save_weights(folder / "model.weights.h5")
+    write_json(folder / "card.json", {
+        "id": "unet", "title": "U-Net", "classes": [c.to_json() for c in PET_CLASSES],
+        "input_size": [32, 32], "preprocessing": "unit", "options": OPTIONS,
+    })
+    return folder
+
+
+@pytest.fixture(scope="module")
+def segmenter(model_dir):
+    return Segmenter.load(model_dir)
+
+
+def _random_image(width, height, seed=0, mode="RGB"):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).convert(mode)
+
+
+def test_masks_come_back_at_the_original_size(segmenter):
+    for size in ((500, 375), (33, 97), (1, 1)):
+        prediction = segmenter.predict(_random_image(*size))
+        assert prediction.size == size
+        assert prediction.mask.dtype == np.uint8 and prediction.mask.max() < 3
+        assert prediction.confidence.shape == prediction.mask.shape
+        assert np.all((prediction.confidence >= 1 / 3 - 1e-6) & (prediction.confidence <= 1 + 1e-6))
+        probs = prediction.probabilities()
+        assert probs.shape == (size[1], size[0], 3)
+        np.testing.assert_array_equal(probs.argmax(-1), prediction.mask)
+
+
+def test_fast_path_matches_the_plain_keras_call(segmenter):
+    image = _random_image(64, 48, seed=3)
+    x = np.asarray(image.resize((32, 32), Image.BILINEAR), dtype=np.float32)
+    logits = segmenter.model(get_preprocessor("unit")(x)[None], training=False).numpy()[0]
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    prediction = segmenter.predict(image)
+    np.testing.assert_allclose(prediction.input_probabilities, expected, atol=1e-5)
+
+
+def test_no_retracing_over_many_image_sizes(segmenter):
+    segmenter.predict(_random_image(50, 40))
+    traces = segmenter.trace_count
+    for i, size in enumerate([(20, 30), (640, 480), (31, 7), (200, 200), (99, 301)]):
+        segmenter.predict(_random_image(*size, seed=i))
+    segmenter.predict_batch([_random_image(10, 10), _random_image(70, 20)])
+    assert segmenter.trace_count == traces
+
+
+def test_modes_and_exif_rotation_are_handled(segmenter):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    _random_image(60, 40).save(buffer, format="JPEG", exif=exif.tobytes())
+    assert segmenter.predict(buffer.getvalue()).size == (40, 60)
+    for mode in ("L", "RGBA", "P", "CMYK"):
+        assert segmenter.predict(_random_image(30, 20, mode=mode)).size == (30, 20)
+
+
+def test_batch_gives_the_same_masks_as_single_calls(segmenter):
+    images = [_random_image(40, 30, seed=s) for s in range(3)]
+    batch = segmenter.predict_batch(images)
+    for image, result in zip(images, batch):
+        np.testing.assert_array_equal(segmenter.predict(image).mask, result.mask)
+
+
+def test_colour_helpers():
+    mask = np.array([[0, 1], [2, 2]], dtype=np.uint8)
+    rgb = colorize(mask, PET_CLASSES)
+    assert rgb[0, 0].tolist() == list(PET_CLASSES[0].color)
+    photo = Image.new("RGB", (2, 2), (0, 0, 0))
+    assert np.asarray(overlay(photo, mask, PET_CLASSES, 1.0)).tolist() == rgb.tolist()
+    assert np.asarray(overlay(photo, mask, PET_CLASSES, 0.0)).max() == 0
+    png = Image.open(io.BytesIO(mask_png(mask, PET_CLASSES)))
+    assert png.mode == "P" and np.asarray(png).tolist() == mask.tolist()
+    assert class_shares(mask, 3).tolist() == [0.25, 0.25, 0.5]
+    with pytest.raises(ValueError, match="opacity"):
+        overlay(photo, mask, PET_CLASSES, 1.5)
+
+
+def test_missing_and_corrupt_weights_are_reported(model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "card.json").write_text((model_dir / "card.json").read_text())
+    assert "not trained" in check_model_dir(broken)
+    with pytest.raises(ModelLoadError, match="not trained"):
+        load_model(broken)
+    (broken / "model.weights.h5").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        Segmenter.load(broken)
+    (broken / "card.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="card.json is not valid JSON"):
+        Segmenter.load(broken)
+
+
+def test_weights_for_another_shape_are_reported(model_dir, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    build_model("unet", 3, (32, 32), base_filters=8, depth=2).save_weights(other / "model.weights.h5")
+    (other / "card.json").write_text((model_dir / "card.json").read_text())
+    with pytest.raises(ModelLoadError, match="could not be loaded into unet"):
+        Segmenter.load(other)

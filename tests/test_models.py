@@ -1,0 +1,236 @@
+"""Model package: every registered architecture builds, runs, saves and reloads; pretrained
+encoder weights are found, copied exactly, or refused with an actionable message."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from segdemo.models import (ARCHITECTURES, EncoderWeightsError, UnknownArchitectureError,
+                            build_model, get_architecture)
+from segdemo.models.backbones import build_backbone, build_encoder
+from segdemo.models.encoder_weights import canonical_names
+from segdemo.preprocessing import PREPROCESSORS
+
+REPO = Path(__file__).resolve().parents[1]
+MOBILENET_FILE = (REPO.parent / "shared" / "pretrained"
+                  / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5")
+needs_mobilenet_file = pytest.mark.skipif(
+    not MOBILENET_FILE.is_file(), reason=f"{MOBILENET_FILE} not available (../shared missing)")
+
+ARCH_IDS = list(ARCHITECTURES)
+ENCODER_ARCH_IDS = [a for a, arch in ARCHITECTURES.items() if arch.encoder]
+# Slimmer options where a builder has them, to keep the suite fast; others use their defaults.
+FAST_OPTIONS = {
+    "deeplabv3plus_xception": {"width": 0.25},
+    "fcn8s_vgg16": {"width": 0.25, "head_filters": 64},
+    "unet": {"base_filters": 8},
+}
+SIZES = [(64, 64), (96, 64)]
+REFERENCES = {"mobilenetv2": keras.applications.MobileNetV2,
+              "xception": keras.applications.Xception, "vgg16": keras.applications.VGG16}
+
+
+def fast_build(arch_id: str, num_classes: int = 3, input_size=(64, 64), **options) -> keras.Model:
+    return build_model(arch_id, num_classes, input_size=input_size,
+                       **{**FAST_OPTIONS.get(arch_id, {}), **options})
+
+
+def images(input_size, batch: int = 2) -> np.ndarray:
+    return np.random.default_rng(0).uniform(-1, 1, (batch, *input_size, 3)).astype("float32")
+
+
+def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+@pytest.fixture(scope="module")
+def small_models() -> dict[str, keras.Model]:
+    """One small 3-class model per architecture, shared by the save/load and freezing tests."""
+    return {arch_id: fast_build(arch_id) for arch_id in ARCH_IDS}
+
+
+def test_registry_entries_are_consistent():
+    for arch_id, arch in ARCHITECTURES.items():
+        assert arch.id == arch_id and arch.title and arch.description
+        assert arch.preprocessing in PREPROCESSORS
+        assert arch.encoder in (None, "mobilenetv2", "xception", "vgg16")
+        assert get_architecture(arch_id) is arch
+
+
+@pytest.mark.parametrize("input_size", SIZES)
+@pytest.mark.parametrize("num_classes", [2, 3])
+@pytest.mark.parametrize("arch_id", ARCH_IDS)
+def test_builds_logits_at_input_resolution(arch_id, num_classes, input_size):
+    model = fast_build(arch_id, num_classes, input_size)
+    assert model.name == arch_id
+    out = predict(model, images(input_size))
+    assert out.shape == (2, *input_size, num_classes)
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("arch_id", ARCH_IDS)
+def test_default_size_and_budget(arch_id):
+    """Default-size models stay within the 32 MB float32 budget."""
+    model = build_model(arch_id, 3)
+    assert model.input_shape == (None, *ARCHITECTURES[arch_id].input_size, 3)
+    assert model.count_params() * 4 <= 32e6
+
+
+@pytest.mark.parametrize("arch_id", ARCH_IDS)
+def test_save_and_reload_give_identical_outputs(arch_id, small_models, tmp_path):
+    model = small_models[arch_id]
+    x = images((64, 64))
+    expected = predict(model, x)
+
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(predict(reloaded, x), expected)
+
+    model.save_weights(tmp_path / "model.weights.h5")
+    fresh = fast_build(arch_id)
+    fresh.load_weights(tmp_path / "model.weights.h5")
+    np.testing.assert_array_equal(predict(fresh, x), expected)
+
+
+@pytest.mark.parametrize("arch_id", ARCH_IDS)
+def test_freezing_encoder_leaves_only_decoder_trainable(arch_id, small_models):
+    model = small_models[arch_id]
+    if ARCHITECTURES[arch_id].encoder is None:
+        assert "encoder" not in [layer.name for layer in model.layers]
+        return
+    encoder = model.get_layer("encoder")
+    assert isinstance(encoder, keras.Model) and len(encoder.outputs) >= 2
+    encoder.trainable = False
+    try:
+        encoder_ids = {id(w) for w in encoder.weights}
+        trainable = model.trainable_weights
+        assert trainable and not any(id(w) in encoder_ids for w in trainable)
+        decoder = [w for layer in model.layers if layer is not encoder
+                   for w in layer.trainable_weights]
+        assert {id(w) for w in trainable} == {id(w) for w in decoder}
+    finally:
+        encoder.trainable = True
+
+
+def test_unknown_architecture_message():
+    with pytest.raises(UnknownArchitectureError) as info:
+        build_model("segformer", 3)
+    assert isinstance(info.value, KeyError)
+    message = str(info.value)
+    assert message.startswith("Unknown architecture 'segformer'")
+    assert all(arch_id in message for arch_id in ARCH_IDS)
+
+
+@pytest.mark.parametrize("arch_id", ARCH_IDS)
+def test_bad_input_size_and_classes(arch_id):
+    with pytest.raises(ValueError, match="multiples of"):
+        build_model(arch_id, 3, input_size=(100, 96))
+    with pytest.raises(ValueError, match="num_classes"):
+        fast_build(arch_id, num_classes=1)
+
+
+def test_unet_input_size_follows_depth():
+    assert fast_build("unet", input_size=(48, 48), depth=3).output_shape == (None, 48, 48, 3)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        fast_build("unet", input_size=(48, 48))
+
+
+@pytest.mark.parametrize("arch_id", ENCODER_ARCH_IDS)
+def test_imagenet_download_failure_is_actionable(arch_id, monkeypatch):
+    def offline(*args, **kwargs):
+        assert kwargs.get("weights") == "imagenet"
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- "
+                        "[Errno -3] Temporary failure in name resolution")
+
+    for constructor in REFERENCES.values():
+        monkeypatch.setattr(keras.applications, constructor.__name__, offline)
+    with pytest.raises(EncoderWeightsError) as info:
+        build_model(arch_id, 2, input_size=(64, 64), encoder_weights="imagenet", width=1.0)
+    message = str(info.value)
+    assert "failed" in message and "encoder_weights=None" in message
+    assert ".weights.h5" in message and "mobilenet_v2_1.0_224_imagenet_no_top" in message
+
+
+def test_pretrained_weights_need_full_width():
+    with pytest.raises(ValueError, match="width 1.0"):
+        build_model("fcn8s_vgg16", 2, input_size=(64, 64), encoder_weights="imagenet")
+
+
+def test_unet_takes_no_encoder_weights():
+    with pytest.raises(ValueError, match="from scratch"):
+        build_model("unet", 2, encoder_weights="imagenet")
+
+
+def test_missing_or_foreign_weights_file(tmp_path):
+    missing = tmp_path / "nope.weights.h5"
+    with pytest.raises(EncoderWeightsError, match="nope.weights.h5.*does not exist"):
+        build_model("unet_mobilenetv2", 2, input_size=(64, 64), encoder_weights=missing)
+
+    foreign = tmp_path / "foreign.weights.h5"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save_weights(foreign)
+    with pytest.raises(EncoderWeightsError, match="foreign.weights.h5.*MobileNetV2"):
+        build_model("unet_mobilenetv2", 2, input_size=(64, 64), encoder_weights=str(foreign))
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "xception", "vgg16"])
+def test_backbones_reproduce_keras_applications(backbone):
+    def signature(model):
+        return [(name, type(layer).__name__, [tuple(w.shape) for w in layer.weights])
+                for name, layer in canonical_names(model).items()
+                if not isinstance(layer, keras.layers.InputLayer)]
+
+    ours = build_backbone(backbone, (96, 96, 3))
+    reference = REFERENCES[backbone](include_top=False, weights=None, input_shape=(96, 96, 3))
+    assert signature(ours) == signature(reference)
+    assert ours.output_shape == reference.output_shape
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "xception"])
+@pytest.mark.parametrize("output_stride", [32, 16, 8])
+def test_output_stride(backbone, output_stride):
+    model = build_backbone(backbone, (64, 64, 3), output_stride=output_stride,
+                           width=1.0 if backbone == "mobilenetv2" else 0.25)
+    assert model.output_shape[1:3] == (64 // output_stride,) * 2
+
+
+@pytest.fixture(scope="module")
+def mobilenet_reference() -> keras.Model:
+    reference = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                               input_shape=(64, 64, 3))
+    reference.load_weights(MOBILENET_FILE)
+    return reference
+
+
+def assert_same_weights(encoder: keras.Model, reference: keras.Model) -> None:
+    for layer in encoder.layers:
+        for ours, theirs in zip(layer.get_weights(), reference.get_layer(layer.name).get_weights(),
+                                strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+@needs_mobilenet_file
+def test_pretrained_mobilenet_matches_keras_applications(mobilenet_reference):
+    model = build_model("unet_mobilenetv2", 3, input_size=(64, 64),
+                        encoder_weights=MOBILENET_FILE)
+    assert_same_weights(model.get_layer("encoder"), mobilenet_reference)
+    # Same structure, same weights: the same features.
+    encoder = build_encoder("mobilenetv2", (64, 64, 3), ["out_relu"],
+                            encoder_weights=str(MOBILENET_FILE))
+    x = images((64, 64))
+    np.testing.assert_allclose(predict(encoder, x)[0] if isinstance(encoder(x), list)
+                               else predict(encoder, x), predict(mobilenet_reference, x),
+                               atol=1e-4)
+
+
+@needs_mobilenet_file
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_pretrained_dilated_mobilenet(output_stride, mobilenet_reference):
+    model = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64),
+                        encoder_weights=MOBILENET_FILE, output_stride=output_stride)
+    encoder = model.get_layer("encoder")
+    assert_same_weights(encoder, mobilenet_reference)
+    assert encoder.outputs[-1].shape[1:3] == (64 // output_stride,) * 2
+    assert np.isfinite(predict(model, images((64, 64)))).all()

@@ -1,0 +1,107 @@
+"""End to end through the CLI: train a tiny U-Net for an epoch, resume, evaluate, predict."""
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fixtures import make_oxford
+from segdemo.cli import main
+
+TINY = ["--arch", "unet", "--option", "base_filters=4", "--option", "depth=2", "--img-size", "32",
+        "--batch-size", "4", "--format", "oxford"]
+
+
+def _finite_numbers(value):
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite_numbers(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    data = make_oxford(root / "pets", trainval=8, test=3)
+    out = root / "model"
+    assert main(["train", *TINY, "--data", str(data), "--epochs", "1", "--out", str(out)]) == 0
+    return data, out
+
+
+def test_training_writes_weights_and_three_json_files(trained):
+    _, out = trained
+    assert (out / "model.weights.h5").is_file()
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 1
+    assert set(history[0]) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_miou",
+                               "lr", "seconds"}
+    card = json.loads((out / "card.json").read_text())
+    assert card["id"] == "unet" and card["input_size"] == [32, 32]
+    assert [c["name"] for c in card["classes"]] == ["pet", "background", "border"]
+    assert card["dataset"]["splits"] == {"train": 7, "val": 1, "test": 3}
+    assert card["parameters"] > 0 and card["file_bytes"] > 0
+    assert card["command"].startswith("python -m segdemo train --arch unet")
+    assert "trained from scratch" in card["encoder_weights"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 3
+    for key in ("original_resolution", "input_resolution"):
+        assert 0.0 <= metrics[key]["pixel_accuracy"] <= 1.0
+        assert np.array(metrics[key]["confusion_matrix"]).shape == (3, 3)
+    assert np.sum(metrics["original_resolution"]["confusion_matrix"]) == 3 * 40 * 30
+    for document in (history, card, metrics):
+        assert _finite_numbers(document)
+
+
+def test_resume_continues_from_the_checkpoint(trained, tmp_path, capsys):
+    data, out = trained
+    run = tmp_path / "resumed"
+    run.mkdir()
+    for name in ("history.json", "model.weights.h5"):
+        (run / name).write_bytes((out / name).read_bytes())
+    (run / "checkpoint").mkdir()
+    for name in ("model.weights.h5", "optimizer.npz", "state.json"):
+        (run / "checkpoint" / name).write_bytes((out / "checkpoint" / name).read_bytes())
+    args = ["train", *TINY, "--data", str(data), "--epochs", "2", "--out", str(run)]
+    assert main(args) == 2  # refuses to overwrite without --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0
+    assert "Resuming unet from epoch 1 of 2" in capsys.readouterr().out
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[0] == json.loads((out / "history.json").read_text())[0]
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 2
+
+
+def test_evaluate_reproduces_the_training_metrics(trained, tmp_path, capsys):
+    data, out = trained
+    target = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(out), "--data", str(data), "--json", str(target)]) == 0
+    assert "mIoU" in capsys.readouterr().out
+    again = json.loads(target.read_text())
+    written = json.loads((out / "metrics.json").read_text())
+    for key in ("original_resolution", "input_resolution"):
+        assert again[key]["confusion_matrix"] == written[key]["confusion_matrix"]
+
+
+def test_predict_writes_masks_at_the_original_size(trained, tmp_path, capsys):
+    _, out = trained
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (57, 41), (120, 60, 30)).save(photo)
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    assert main(["predict", "--model", str(out), str(photo), str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert "bad.png is not an image" in capsys.readouterr().err
+    mask = Image.open(tmp_path / "o" / "photo_mask.png")
+    assert mask.size == (57, 41) and mask.mode == "P"
+    assert Image.open(tmp_path / "o" / "photo_overlay.png").size == (57, 41)
+
+
+def test_user_errors_are_one_line_messages(tmp_path, capsys):
+    assert main(["train", "--arch", "segformer", "--data", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "Unknown architecture 'segformer'" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "card.json is missing" in capsys.readouterr().err
