@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--color-jitter", type=float, default=0.1, help="0 disables colour jitter")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training split held out to pick the best epoch")
+    t.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share held out for testing when the dataset brings no split files")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--classes", help="comma-separated class names (folders/voc formats)")
     t.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
@@ -102,7 +104,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         class_weights=args.class_weights, encoder_weights=weights,
         freeze_encoder_epochs=args.freeze_encoder_epochs, resume=args.resume,
         flip=not args.no_flip, scale=None if args.no_scale else args.scale,
-        color_jitter=args.color_jitter, val_fraction=args.val_fraction, seed=args.seed,
+        color_jitter=args.color_jitter, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, seed=args.seed,
         classes=args.classes.split(",") if args.classes else None, options=dict(args.option),
         command="python -m segdemo " + shlex.join(argv),
     )
@@ -123,6 +126,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, args.format or trained_on.get("format", "oxford"),
                            classes=config.get("classes"),
                            val_fraction=config.get("val_fraction", 0.1),
+                           test_fraction=config.get("test_fraction", 0.2),
                            seed=config.get("seed", 0))
     metrics = evaluate(segmenter, dataset, args.split)
     print(format_table(metrics))

@@ -59,6 +59,10 @@ class Sample:
     image: Path
     mask: Path
 
+    def __post_init__(self) -> None:  # accept str paths from callers
+        object.__setattr__(self, "image", Path(self.image))
+        object.__setattr__(self, "mask", Path(self.mask))
+
 
 @dataclass
 class Dataset:
@@ -357,7 +361,7 @@ def load_tfds(data_dir: str | Path | None = None, *, classes: list[str] | None =
     try:
         builder = tfds.builder("oxford_iiit_pet", data_dir=None if data_dir is None else str(data_dir))
         builder.download_and_prepare()
-    except Exception as exc:  # noqa: BLE001 - network/IO errors come in many third-party types
+    except Exception as exc:  # network and IO failures come in many third-party types
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"Downloading oxford_iiit_pet with tensorflow-datasets failed ({reason}). "
                         "Without a network connection, use a local copy of the dataset: "
@@ -423,7 +427,8 @@ def load_dataset(path: str | Path | None, format: str = "oxford", *,
 # ----------------------------------------------------------------------------- tf.data pipeline
 
 
-def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def resize_pair(image: np.ndarray, mask: np.ndarray,
+                size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Resize a uint8 (H, W, 3) image bilinearly and its (H, W) mask by nearest neighbour to size=(H, W).
 
     Nearest neighbour is the only correct choice for labels: every output label is one of the
@@ -486,17 +491,12 @@ def make_tf_dataset(dataset: Dataset, split: str, input_size: tuple[int, int], p
         image, mask = dataset.read_pair(samples[int(index)])
         return resize_pair(image, mask, work)
 
-    fetch: Callable[[int], tuple[np.ndarray, np.ndarray]] = load
-    if cache:
-        images = np.empty((len(samples), *work, 3), np.uint8)
-        masks = np.empty((len(samples), *work), np.uint8)
+    preloaded = _decode_all(load, len(samples), work) if cache else None
 
-        def fill(index: int) -> None:
-            images[index], masks[index] = load(index)
-
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            list(pool.map(fill, range(len(samples))))
-        fetch = lambda index: (images[index], masks[index])  # noqa: E731
+    def fetch(index: int) -> tuple[np.ndarray, np.ndarray]:
+        if preloaded is None:
+            return load(index)
+        return preloaded[0][index], preloaded[1][index]
 
     def read(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image, mask = tf.numpy_function(fetch, [index], (tf.uint8, tf.uint8), stateful=False)
@@ -525,6 +525,21 @@ def make_tf_dataset(dataset: Dataset, split: str, input_size: tuple[int, int], p
 
     return (pairs.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def _decode_all(load: Callable[[int], tuple[np.ndarray, np.ndarray]], count: int,
+                size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """All samples as one uint8 image array and one mask array, decoded in parallel threads
+    (PIL releases the GIL while decoding and resizing)."""
+    images = np.empty((count, *size, 3), np.uint8)
+    masks = np.empty((count, *size), np.uint8)
+
+    def fill(index: int) -> None:
+        images[index], masks[index] = load(index)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(fill, range(count)))
+    return images, masks
 
 
 def _augment(image: tf.Tensor, mask: tf.Tensor, key: tf.Tensor, augment: Augment,

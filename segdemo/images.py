@@ -72,7 +72,7 @@ def open_image(
             path = Path(source)
             if not path.is_file():
                 raise ImageError(f"{label}: file not found ({path}).")
-            data = path.open("rb")
+            data = io.BytesIO(path.read_bytes())  # no file handle left open
         else:
             data = source
         try:

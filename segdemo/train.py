@@ -58,6 +58,7 @@ class TrainConfig:
     scale: tuple[float, float] | None = (0.6, 1.0)
     color_jitter: float = 0.1
     val_fraction: float = 0.1
+    test_fraction: float = 0.2
     seed: int = 0
     classes: list[str] | None = None
     options: dict = field(default_factory=dict)
@@ -169,7 +170,8 @@ def train(config: TrainConfig) -> Path:
     out, resumed = _prepare_output(config)
     keras.utils.set_random_seed(config.seed)
     dataset = load_dataset(config.data, config.format, classes=config.classes,
-                           val_fraction=config.val_fraction, seed=config.seed)
+                           val_fraction=config.val_fraction,
+                           test_fraction=config.test_fraction, seed=config.seed)
     for split in ("train", "val"):
         if not dataset.splits.get(split):
             raise TrainError(f"The dataset at {dataset.root} has no images in its {split!r} split.")

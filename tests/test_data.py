@@ -303,11 +303,15 @@ def test_pipeline_without_augment_is_the_plain_resize(tmp_path):
 
 
 def _check_alignment(x: np.ndarray, y: np.ndarray) -> int:
-    """Every pixel whose 3x3 neighbourhood has one label shows that label's colour; returns count."""
+    """Every pixel whose 5x5 neighbourhood has one label shows that label's colour; returns count.
+
+    Two bilinear resizes (working size, then crop to input) blur colour edges over up to two
+    pixels, and a region just outside the crop can bleed in, hence the margin and the border.
+    """
     checked = 0
     for image, labels in zip(x, y):
-        padded = np.pad(labels, 1, mode="edge")
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3))
+        padded = np.pad(labels, 2, constant_values=-1)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (5, 5))
         interior = (windows == labels[..., None, None]).all(axis=(-1, -2))
         expected = CLASS_COLOURS[labels] / 255.0
         error = np.abs(image - expected).max(axis=-1)
@@ -324,9 +328,11 @@ def test_labels_stay_aligned_with_image_content_through_flips_and_crops(tmp_path
     for epoch in range(6):
         for x, y in _batches(ds):
             checked += _check_alignment(x, y)
+            with pytest.raises(AssertionError):  # the check does catch a one-sided flip
+                _check_alignment(x[:, :, ::-1], y)
             # Class 2 sits on the right of every scene; after a flip it is on the left.
             flips += sum(np.mean(np.nonzero(m == 2)[1]) < 20 for m in y if (m == 2).any())
-    assert checked > 6 * 5 * 30 * 40 * 0.5
+    assert checked > 6 * 5 * 30 * 40 * 0.4
     assert 0 < flips < 6 * 5
 
 

@@ -135,7 +135,7 @@ def test_bad_input_size_and_classes(arch_id):
 def test_unet_input_size_follows_depth():
     assert fast_build("unet", input_size=(48, 48), depth=3).output_shape == (None, 48, 48, 3)
     with pytest.raises(ValueError, match="multiples of 16"):
-        fast_build("unet", input_size=(48, 48))
+        fast_build("unet", input_size=(40, 40))
 
 
 @pytest.mark.parametrize("arch_id", ENCODER_ARCH_IDS)
@@ -147,8 +147,9 @@ def test_imagenet_download_failure_is_actionable(arch_id, monkeypatch):
 
     for constructor in REFERENCES.values():
         monkeypatch.setattr(keras.applications, constructor.__name__, offline)
+    full_width = {"width": 1.0} if "width" in ARCHITECTURES[arch_id].options else {}
     with pytest.raises(EncoderWeightsError) as info:
-        build_model(arch_id, 2, input_size=(64, 64), encoder_weights="imagenet", width=1.0)
+        build_model(arch_id, 2, input_size=(64, 64), encoder_weights="imagenet", **full_width)
     message = str(info.value)
     assert "failed" in message and "encoder_weights=None" in message
     assert ".weights.h5" in message and "mobilenet_v2_1.0_224_imagenet_no_top" in message
@@ -164,6 +165,7 @@ def test_unet_takes_no_encoder_weights():
         build_model("unet", 2, encoder_weights="imagenet")
 
 
+@pytest.mark.filterwarnings("ignore:Skipping nested container")
 def test_missing_or_foreign_weights_file(tmp_path):
     missing = tmp_path / "nope.weights.h5"
     with pytest.raises(EncoderWeightsError, match="nope.weights.h5.*does not exist"):
@@ -205,7 +207,9 @@ def mobilenet_reference() -> keras.Model:
 
 
 def assert_same_weights(encoder: keras.Model, reference: keras.Model) -> None:
-    for layer in encoder.layers:
+    with_weights = [layer for layer in encoder.layers if layer.weights]
+    assert len(with_weights) > 100
+    for layer in with_weights:
         for ours, theirs in zip(layer.get_weights(), reference.get_layer(layer.name).get_weights(),
                                 strict=True):
             np.testing.assert_array_equal(ours, theirs)
@@ -220,9 +224,7 @@ def test_pretrained_mobilenet_matches_keras_applications(mobilenet_reference):
     encoder = build_encoder("mobilenetv2", (64, 64, 3), ["out_relu"],
                             encoder_weights=str(MOBILENET_FILE))
     x = images((64, 64))
-    np.testing.assert_allclose(predict(encoder, x)[0] if isinstance(encoder(x), list)
-                               else predict(encoder, x), predict(mobilenet_reference, x),
-                               atol=1e-4)
+    np.testing.assert_allclose(predict(encoder, x), predict(mobilenet_reference, x), atol=1e-4)
 
 
 @needs_mobilenet_file
