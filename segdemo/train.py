@@ -213,7 +213,8 @@ def train(config: TrainConfig) -> Path:
             if resumed and state["phase"] == phase and state["epoch"] > begin:
                 _restore_optimizer(model, out / CHECKPOINT_DIR / "optimizer.npz")
         model.fit(train_ds, validation_data=val_ds, initial_epoch=max(begin, state["epoch"]),
-                  epochs=end, callbacks=[scheduler, _Recorder(out, history, state, phase)],
+                  epochs=end, shuffle=False,  # the tf.data pipeline shuffles
+                  callbacks=[scheduler, _Recorder(out, history, state, phase)],
                   verbose=verbose)
 
     if not (out / WEIGHTS_FILE).is_file():  # no epoch had a finite val mIoU: keep the last one

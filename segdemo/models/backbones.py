@@ -28,7 +28,7 @@ ENCODER_NAME = "encoder"
 class _Dilation:
     """Running stride; once it reaches `output_stride`, further strides become dilation."""
 
-    def __init__(self, output_stride: int, stride: int = 1) -> None:
+    def __init__(self, output_stride: int, stride: int) -> None:
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}.")
         self.output_stride = output_stride
