@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opacity", type=float, default=0.5, help="mask opacity in the overlay")
 
     sub.add_parser("architectures", help="list the registered architectures")
+
+    r = sub.add_parser("results", help="markdown table of the trained models' test metrics")
+    r.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent / "weights"),
+                   help="folder of model folders (default: the shipped weights/)")
     return parser
 
 
@@ -167,6 +171,20 @@ def _architectures() -> int:
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from segdemo.benchmark import BenchmarkError, format_report, run_benchmark
+
+    try:
+        report = run_benchmark(args.models, args.weights, args.untrained, args.json,
+                               runs=args.runs, warmup=args.warmup, train_steps=args.train_steps,
+                               with_candidates=not args.no_candidates)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -179,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "benchmark":
+            return _benchmark(args)
+        if args.command == "results":
+            from segdemo.report import results_table
+
+            print(results_table(args.weights))
+            return 0
         return _architectures()
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
