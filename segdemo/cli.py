@@ -95,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("results", help="markdown table of the trained models' test metrics")
     r.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent / "weights"),
                    help="folder of model folders (default: the shipped weights/)")
+
+    b = sub.add_parser("benchmark", help="time the models: latency, throughput, memory")
+    b.add_argument("--models", nargs="+", metavar="ID",
+                   help="model ids (default: every usable folder under --weights)")
+    b.add_argument("--weights", help="folder of model folders (default: <repo>/weights)")
+    b.add_argument("--untrained", action="store_true",
+                   help="time freshly built registry models (random weights) instead of folders")
+    b.add_argument("--json", help="write the figures here (default: <weights>/benchmark.json; "
+                                  "none with --untrained)")
+    b.add_argument("--runs", type=int, default=30, help="timed single-image runs after warm-up")
+    b.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    b.add_argument("--train-steps", type=int, default=10, help="timed training steps of batch 8 (0 skips training)")
+    b.add_argument("--no-candidates", action="store_true",
+                   help="skip timing the alternatives the fast path was chosen from")
     return parser
 
 

@@ -4,6 +4,22 @@
 orientation) to class probabilities and a label mask at the image's original resolution. The
 network runs in a traced function with a fixed input signature, so differently sized photos never
 cause retracing; resizing back to the original size happens in a second traced function.
+
+Why this path (measured by `python -m segdemo benchmark`, figures in the README):
+
+- `model.predict(x[None])`, the tutorials' call, builds a data adapter, a callback list and a
+  one-step epoch for every image; `model(x)` eagerly runs every layer from Python. One call of a
+  `tf.function` with a fixed `[None, H, W, 3] uint8` signature runs the whole preprocessing +
+  network + softmax as a single graph: several times faster for one image on CPU.
+- XLA (`jit_compile=True`) is off by default: on CPU it was slower than the plain graph (TF's
+  oneDNN convolutions beat XLA's CPU code), much more so at batch 16, and it compiles once per
+  new batch size. It applies only to the network, whose input size is fixed; the resize back
+  has a different shape for every photo, which would mean one XLA compilation per photo size.
+- The probabilities are resized back bilinearly in float32, in the graph, then argmax'd: faster
+  than PIL per channel, and exact. Resizing uint8-quantised probabilities changed labels near
+  boundaries (and was not faster); argmax at the input size followed by a nearest-neighbour
+  upscale, the tutorials' shortcut, changed about 1.5 % of the pixels of real photos. Neither
+  is used. The argmax is taken in int32 (not TF's default int64) to keep 12-megapixel masks small.
 """
 from __future__ import annotations
 
@@ -46,8 +62,11 @@ class Prediction:
 class Segmenter:
     """A loaded model plus everything needed to apply it to user images."""
 
-    def __init__(self, model, card: dict):
+    def __init__(self, model, card: dict, jit_compile: bool = False):
+        """`jit_compile` compiles the network (not the resize back) with XLA; off by default
+        because it was slower on CPU. Worth measuring on a GPU (`benchmark` reports both)."""
         self.model = model
+        self.jit_compile = bool(jit_compile)
         self.card = card
         self.classes = [ClassInfo.from_json(c) for c in card["classes"]]
         self.input_size: tuple[int, int] = tuple(card["input_size"])  # (H, W)
@@ -55,7 +74,8 @@ class Segmenter:
         preprocess = get_preprocessor(card["preprocessing"])
         height, width = self.input_size
 
-        @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)])
+        @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)],
+                     jit_compile=self.jit_compile)
         def forward(batch):
             self.trace_count += 1  # runs only while tracing
             logits = model(preprocess(tf.cast(batch, tf.float32)), training=False)
@@ -66,16 +86,24 @@ class Segmenter:
         def to_original(probs, size):
             self.trace_count += 1
             resized = tf.image.resize(probs, size, method="bilinear")
-            return tf.cast(tf.argmax(resized, axis=-1), tf.uint8), tf.reduce_max(resized, axis=-1)
+            labels = tf.argmax(resized, axis=-1, output_type=tf.int32)
+            return tf.cast(labels, tf.uint8), tf.reduce_max(resized, axis=-1)
 
         self._forward = forward
         self._to_original = to_original
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> "Segmenter":
+    def load(cls, model_dir: str | Path, jit_compile: bool = False) -> "Segmenter":
         """Load a trained model folder (raises `ModelLoadError` with the reason)."""
         model, card = load_model(model_dir)
-        return cls(model, card)
+        return cls(model, card, jit_compile=jit_compile)
+
+    def warm_up(self) -> float:
+        """Trace and run both graphs once on a small blank image, so that the first real photo
+        does not pay for tracing and graph optimisation; returns the seconds it took."""
+        start = time.perf_counter()
+        self.predict(Image.new("RGB", (8, 8)))
+        return time.perf_counter() - start
 
     @property
     def arch_id(self) -> str:
@@ -120,7 +148,7 @@ def colorize(mask: np.ndarray, classes: Sequence[ClassInfo]) -> np.ndarray:
     """RGB image (H, W, 3) of a label mask in the classes' colours; unknown labels are black."""
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[: len(classes)] = palette_array(classes)
-    return palette[mask]
+    return np.take(palette, mask, axis=0)  # same as palette[mask], ~3x faster on large masks
 
 
 def overlay(image: Image.Image, mask: np.ndarray, classes: Sequence[ClassInfo],

@@ -119,3 +119,40 @@ def test_weights_for_another_shape_are_reported(model_dir, tmp_path):
     (other / "card.json").write_text((model_dir / "card.json").read_text())
     with pytest.raises(ModelLoadError, match="could not be loaded into unet"):
         Segmenter.load(other)
+
+
+def _plain_keras_mask(segmenter, image):
+    """The reference: the plain Keras call, softmax, bilinear float resize, argmax in NumPy."""
+    import tensorflow as tf
+
+    height, width = segmenter.input_size
+    x = np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.float32)
+    logits = segmenter.model(get_preprocessor("unit")(x)[None], training=False)
+    probs = tf.nn.softmax(logits, axis=-1)[0]
+    resized = tf.image.resize(probs, (image.size[1], image.size[0]), method="bilinear").numpy()
+    return resized.argmax(-1), resized.max(-1)
+
+
+def test_masks_at_the_original_size_match_the_plain_keras_call(segmenter):
+    for i, size in enumerate([(500, 375), (37, 91), (1200, 900)]):
+        image = _random_image(*size, seed=10 + i)
+        mask, confidence = _plain_keras_mask(segmenter, image)
+        prediction = segmenter.predict(image)
+        np.testing.assert_array_equal(prediction.mask, mask)
+        np.testing.assert_allclose(prediction.confidence, confidence, atol=1e-6)
+
+
+def test_xla_option_gives_the_same_answer_without_retracing(model_dir, segmenter):
+    xla = Segmenter.load(model_dir, jit_compile=True)
+    assert xla.jit_compile and not segmenter.jit_compile
+    assert xla.warm_up() > 0
+    traces = xla.trace_count
+    assert traces == 2  # the network and the resize back, once each
+    for i, size in enumerate([(64, 48), (300, 200), (17, 5)]):
+        image = _random_image(*size, seed=20 + i)
+        fast, reference = xla.predict(image), segmenter.predict(image)
+        np.testing.assert_allclose(fast.input_probabilities, reference.input_probabilities,
+                                   atol=1e-5)
+        np.testing.assert_array_equal(fast.mask, _plain_keras_mask(segmenter, image)[0])
+    xla.predict_batch([_random_image(10, 10), _random_image(70, 20)])
+    assert xla.trace_count == traces
