@@ -88,9 +88,10 @@ def cosine_lr(base: float, epochs: int):
 class _Recorder(keras.callbacks.Callback):
     """After each epoch: history.json, the best weights, and the resumable checkpoint."""
 
-    def __init__(self, out: Path, history: list[dict], state: dict, phase: int):
+    def __init__(self, out: Path, history: list[dict], state: dict, phase: int, twin: keras.Model):
         super().__init__()
         self.out, self.history, self.state, self.phase = out, history, state, phase
+        self.twin = twin
         self._start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -108,9 +109,9 @@ class _Recorder(keras.callbacks.Callback):
             score = -1.0
         if score > self.state["best_val_miou"]:
             self.state.update(best_val_miou=score, best_epoch=epoch + 1)
-            _save_weights(self.model, self.out / WEIGHTS_FILE)
+            _save_weights(self.model, self.out / WEIGHTS_FILE, self.twin)
         ckpt = self.out / CHECKPOINT_DIR
-        _save_weights(self.model, ckpt / WEIGHTS_FILE)
+        _save_weights(self.model, ckpt / WEIGHTS_FILE, self.twin)
         np.savez(ckpt / "optimizer.npz",
                  *[keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables])
         write_json(self.out / HISTORY_FILE, self.history)
@@ -118,10 +119,16 @@ class _Recorder(keras.callbacks.Callback):
         write_json(ckpt / "state.json", self.state)  # written last: the commit point of the epoch
 
 
-def _save_weights(model: keras.Model, path: Path) -> None:
+def _save_weights(model: keras.Model, path: Path, twin: keras.Model) -> None:
+    """Save the model's weights alone, atomically.
+
+    Keras writes a compiled model's optimizer state into `.weights.h5` too (twice the model's size
+    again for Adam), so the weights go through `twin`, an uncompiled copy of the architecture.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    twin.set_weights(model.get_weights())
     tmp = path.with_name("tmp." + path.name)
-    model.save_weights(tmp)
+    twin.save_weights(tmp)
     os.replace(tmp, path)
 
 
@@ -182,6 +189,7 @@ def train(config: TrainConfig) -> Path:
         model = arch.build(dataset.num_classes, input_size,
                            encoder_weights=None if resumed else config.encoder_weights,
                            **config.options)
+    twin = arch.build(dataset.num_classes, input_size, **config.options)
     state = {"epoch": 0, "phase": 0, "best_val_miou": -1.0, "best_epoch": 0}
     history: list[dict] = []
     if resumed:
@@ -214,11 +222,11 @@ def train(config: TrainConfig) -> Path:
                 _restore_optimizer(model, out / CHECKPOINT_DIR / "optimizer.npz")
         model.fit(train_ds, validation_data=val_ds, initial_epoch=max(begin, state["epoch"]),
                   epochs=end, shuffle=False,  # the tf.data pipeline shuffles
-                  callbacks=[scheduler, _Recorder(out, history, state, phase)],
+                  callbacks=[scheduler, _Recorder(out, history, state, phase, twin)],
                   verbose=verbose)
 
     if not (out / WEIGHTS_FILE).is_file():  # no epoch had a finite val mIoU: keep the last one
-        _save_weights(model, out / WEIGHTS_FILE)
+        _save_weights(model, out / WEIGHTS_FILE, twin)
     model.load_weights(out / WEIGHTS_FILE)
     card = _model_card(config, arch, model, dataset, input_size, history, state)
     write_json(out / CARD_FILE, card)
