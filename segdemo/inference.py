@@ -76,6 +76,7 @@ class Segmenter:
 
         @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)],
                      jit_compile=self.jit_compile)
+        @tf.autograph.experimental.do_not_convert  # plain graph code: nothing for AutoGraph to do
         def forward(batch):
             self.trace_count += 1  # runs only while tracing
             logits = model(preprocess(tf.cast(batch, tf.float32)), training=False)
@@ -83,6 +84,7 @@ class Segmenter:
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, len(self.classes)], tf.float32),
                                       tf.TensorSpec([2], tf.int32)])
+        @tf.autograph.experimental.do_not_convert
         def to_original(probs, size):
             self.trace_count += 1
             resized = tf.image.resize(probs, size, method="bilinear")

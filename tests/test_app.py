@@ -1,0 +1,230 @@
+"""The dashboard through Streamlit's AppTest: widgets, tabs, uploads, bad files, and proof (via
+`segdemo.dashboard.inference_calls`) that sliders, toggles and tab switches run no new inference."""
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from segdemo import dashboard as db
+from test_dashboard import photo_bytes, write_tiny_model
+from fixtures import make_oxford
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+TIMEOUT_S = 180  # first runs build models on a busy CPU
+CLASS_NAMES = ("pet", "background", "border")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """unet and unet_mobilenetv2 usable; deeplabv3plus_xception with corrupt weights."""
+    root = tmp_path_factory.mktemp("weights")
+    write_tiny_model(root, "unet")
+    write_tiny_model(root, "unet_mobilenetv2")
+    corrupt = root / "deeplabv3plus_xception"
+    corrupt.mkdir()
+    (corrupt / "card.json").write_text((root / "unet" / "card.json").read_text())
+    (corrupt / "model.weights.h5").write_bytes(b"\0" * 64)
+    return root
+
+
+def start(monkeypatch, weights: Path, data: Path | None = None) -> AppTest:
+    monkeypatch.setenv("SEGDEMO_WEIGHTS", str(weights))
+    if data is None:
+        monkeypatch.delenv("SEGDEMO_DATA", raising=False)
+    else:
+        monkeypatch.setenv("SEGDEMO_DATA", str(data))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    assert not at.exception
+    return at
+
+
+def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
+    at.file_uploader(key="uploads").set_value([(n, b, "application/octet-stream") for n, b in files])
+    return at.run()
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c for image in at.image for c in image.captions]
+
+
+def open_tab(at: AppTest, label: str) -> AppTest:
+    at.session_state["tab"] = label
+    return at.run()
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figure of every chart on the page."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_starts_with_the_default_and_with_an_empty_weights_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("SEGDEMO_WEIGHTS", raising=False)
+    assert not AppTest.from_file(APP, default_timeout=TIMEOUT_S).run().exception
+    at = start(monkeypatch, tmp_path)
+    assert "No trained model" in at.warning[0].value
+    assert all(box.disabled for box in at.checkbox) and len(at.checkbox) == 5
+    assert all(box.label.endswith(" · not trained") for box in at.checkbox)
+
+
+def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights):
+    at = start(monkeypatch, weights)
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert "Unavailable: deeplabv3plus_xception: model.weights.h5 is corrupt" in sidebar
+    assert "Test mIoU: 0.611" in sidebar
+    assert at.checkbox(key="model_fcn8s_vgg16").label == "FCN-8s with VGG16 encoder (half width) · not trained"
+    assert at.checkbox(key="model_deeplabv3plus_xception").disabled
+    at.checkbox(key="model_unet").check()
+    before = db.inference_calls
+    upload(at, ("cat.png", photo_bytes(64, 48)))
+    assert not at.exception and db.inference_calls == before + 2  # one per model
+    shown = captions(at)
+    assert shown.count("Input") == 2 and shown.count("Mask") == 2
+    assert shown.count("Overlay (50% mask)") == 2
+    legends = [m.value for m in at.markdown if "background" in m.value]
+    assert len(legends) == 2 and all(name in legends[0] for name in CLASS_NAMES)
+    assert sum("Covers: pet" in c.value for c in at.caption) == 2
+    assert sum("ms (measured here)" in m.value for m in at.markdown) == 2
+    assert {b.label for b in at.download_button} == {"Mask PNG (class indices)", "Overlay PNG"}
+    assert len(at.download_button) == 4
+
+    at.slider(key="opacity").set_value(0.8).run()
+    assert captions(at).count("Overlay (80% mask)") == 2
+    at.toggle(key="legend").set_value(False).run()
+    assert not [m for m in at.markdown if "background" in m.value]
+    at.toggle(key="confidence").set_value(True).run()
+    assert sum(c.startswith("Confidence") for c in captions(at)) == 2
+
+    open_tab(at, "Compare")
+    assert len(at.get("plotly_chart")) == 1
+    assert "disagree" in figures(at)[0]["layout"]["title"]["text"]
+    table = at.dataframe[0].value
+    assert len(table) == 2 and {"test mIoU", "latency here (ms)"} <= set(table.columns)
+    open_tab(at, "Training")
+    curves = {(trace["name"], trace["meta"]) for trace in figures(at)[0]["data"]}
+    assert curves == {(m, key) for m in ("U-Net (from scratch)", "U-Net with MobileNetV2 encoder")
+                      for key in ("loss", "val_loss", "accuracy", "val_accuracy", "val_miou")}
+    open_tab(at, "Evaluation")
+    assert len(at.get("plotly_chart")) == 3  # IoU bars + a confusion matrix per model
+    open_tab(at, "Segment")
+    assert not at.exception
+    assert db.inference_calls == before + 2, "a slider, toggle or tab switch re-ran inference"
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height 1-bit pixels: a decompression bomb in 60 bytes."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _save(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _cut(data: bytes) -> bytes:
+    """The first two thirds: headers intact, the scan data stops short (an interrupted copy)."""
+    return data[: len(data) * 2 // 3]
+
+
+def _bad_and_odd_files() -> tuple[dict[str, bytes], dict[str, str], dict[str, str]]:
+    """The files, name -> expected error, and name -> size caption once decoded."""
+    rng = np.random.default_rng(0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 60x40, shown rotated to 40x60
+    frames = [Image.new("P", (20, 10), i) for i in range(3)]
+    files = {
+        "empty.jpg": b"",
+        "truncated.jpg": _cut(photo_bytes(80, 60, "JPEG")),
+        "notes.png": b"shopping list: milk, eggs\n",
+        "bomb.png": _png_header(20_000, 20_000),
+        "one_pixel.png": _save(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG"),
+        "deep.png": _save(Image.fromarray(rng.integers(0, 65535, (30, 20), dtype=np.uint16)), "PNG"),
+        "cmyk.jpg": _save(Image.new("CMYK", (24, 16), (0, 128, 255, 0)), "JPEG"),
+        "animated.gif": _save(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+        "rotated.jpg": _save(Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)),
+                             "JPEG", exif=exif.tobytes()),
+    }
+    errors = {"empty.jpg": "empty.jpg is empty (0 bytes)",
+              "truncated.jpg": "truncated.jpg could not be decoded: the file is truncated",
+              "notes.png": "notes.png is not an image file that can be read",
+              "bomb.png": "bomb.png is too large to open safely"}
+    sizes = {"one_pixel.png": "1×1 pixels", "deep.png": "20×30 pixels", "cmyk.jpg": "24×16 pixels",
+             "animated.gif": "20×10 pixels", "rotated.jpg": "40×60 pixels"}
+    return files, errors, sizes
+
+
+def test_each_bad_input_gets_its_own_error_and_the_rest_still_work(monkeypatch, weights):
+    files, errors, sizes = _bad_and_odd_files()
+    assert Image.open(io.BytesIO(files["deep.png"])).mode.startswith("I")  # really 16-bit
+    at = start(monkeypatch, weights)
+    upload(at, *files.items())
+    assert not at.exception
+    shown = [e.value for e in at.error]
+    assert len(shown) == len(errors)
+    for name, message in errors.items():
+        assert any(m.startswith(message) for m in shown), (name, shown)
+    subheaders = [h.value for h in at.main.subheader]
+    assert subheaders == list(files)
+    page = [c.value for c in at.caption]
+    for name, size in sizes.items():
+        assert size in page, name
+    assert captions(at).count("Overlay (50% mask)") == len(sizes)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping nested container")
+def test_a_model_that_fails_to_load_is_reported_and_the_other_works(monkeypatch, tmp_path):
+    write_tiny_model(tmp_path, "unet_mobilenetv2")
+    folder = write_tiny_model(tmp_path, "unet")
+    card = (folder / "card.json").read_text().replace('"base_filters": 4', '"base_filters": 8')
+    (folder / "card.json").write_text(card)
+    at = start(monkeypatch, tmp_path)
+    at.checkbox(key="model_unet").check()
+    upload(at, ("cat.png", photo_bytes()))
+    assert not at.exception
+    assert "could not be loaded into unet" in at.error[0].value
+    assert captions(at).count("Overlay (50% mask)") == 1
+
+
+def test_examples_camera_and_dataset_browsing(monkeypatch, weights, tmp_path):
+    data = make_oxford(tmp_path / "pets", trainval=4, test=3)
+    at = start(monkeypatch, weights, data)
+    at.radio(key="source").set_value("Examples").run()
+    options = at.selectbox(key="example").options
+    assert "scikit-image: Chelsea the cat" in options and "dataset: Cat_4" in options
+    assert not at.error and "451×300 pixels" in [c.value for c in at.caption]
+    at.selectbox(key="example").set_value("dataset: Cat_5").run()
+    assert at.main.subheader[0].value == "Cat_5.png" and not at.exception
+
+    at.radio(key="source").set_value("Camera").run()
+    at.camera_input(key="camera").set_value(("snap.jpg", photo_bytes(40, 30, "JPEG"), "image/jpeg"))
+    at.run()
+    assert at.main.subheader[0].value == "camera.jpg" and "Overlay (50% mask)" in captions(at)
+
+    open_tab(at, "Evaluation")  # per_image of the tiny metrics.json names no Cat_*: scored live
+    assert not at.exception and "scoring the first" in " ".join(c.value for c in at.caption)
+    ranked = [c for c in captions(at) if c.startswith("Cat_")]
+    assert len(ranked) == 3 and captions(at).count("Ground truth") == 3
+    scores = [float(c.split("mIoU ")[1]) for c in ranked]
+    assert scores == sorted(scores)
+
+
+def test_dataset_browsing_uses_metrics_per_image_when_it_matches(monkeypatch, tmp_path):
+    data = make_oxford(tmp_path / "pets", trainval=4, test=3)
+    write_tiny_model(tmp_path / "weights", "unet_mobilenetv2",
+                     test_names=["Cat_4", "Cat_5", "Cat_6"])
+    at = start(monkeypatch, tmp_path / "weights", data)
+    open_tab(at, "Evaluation")
+    assert not at.exception
+    ranked = [c for c in captions(at) if c.startswith("Cat_")]
+    assert ranked == ["Cat_6 · mIoU 0.700", "Cat_5 · mIoU 0.800", "Cat_4 · mIoU 0.900"]
