@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("results", help="markdown table of the trained models' test metrics")
     r.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent / "weights"),
                    help="folder of model folders (default: the shipped weights/)")
+    r.add_argument("--speed", action="store_true",
+                   help="the speed tables from the benchmark JSON instead")
+    r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json)")
 
     b = sub.add_parser("benchmark", help="time the models: latency, throughput, memory")
     b.add_argument("--models", nargs="+", metavar="ID",
@@ -199,6 +202,27 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results(args: argparse.Namespace) -> int:
+    from segdemo.report import results_table
+
+    if not args.speed:
+        if args.json:
+            print("error: --json goes with --speed.", file=sys.stderr)
+            return 2
+        print(results_table(args.weights))
+        return 0
+    from segdemo.benchmark import BenchmarkError
+    from segdemo.report import load_benchmark, speed_tables
+
+    try:
+        report = load_benchmark(args.json or Path(args.weights) / "benchmark.json")
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(speed_tables(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -214,10 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "benchmark":
             return _benchmark(args)
         if args.command == "results":
-            from segdemo.report import results_table
-
-            print(results_table(args.weights))
-            return 0
+            return _results(args)
         return _architectures()
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -21,7 +21,7 @@ from PIL import Image
 from segdemo.artifacts import (CARD_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, check_model_dir,
                                read_card, read_optional_json)
 from segdemo.classes import ClassInfo
-from segdemo.images import open_image
+from segdemo.images import open_image, resize_nearest
 from segdemo.metrics import confusion_matrix, scores
 from segdemo.models.registry import ARCHITECTURES
 
@@ -259,10 +259,8 @@ def shrink(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
 
 def shrink_array(array: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
     """A uint8 mask or float32 map, shrunk by nearest neighbour (labels must stay labels)."""
-    size = display_size((array.shape[1], array.shape[0]), side)
-    if size == (array.shape[1], array.shape[0]):
-        return array
-    return np.asarray(Image.fromarray(array).resize(size, Image.NEAREST))
+    width, height = display_size((array.shape[1], array.shape[0]), side)
+    return resize_nearest(array, (height, width))
 
 
 # Perceptually ordered ramp (viridis anchors) for the confidence map.

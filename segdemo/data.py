@@ -21,7 +21,7 @@ import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from segdemo.classes import PET_CLASSES, VOC_CLASSES, ClassInfo, make_classes
-from segdemo.images import ImageError, is_image_file, open_image
+from segdemo.images import ImageError, is_image_file, open_image, resize_nearest
 from segdemo.preprocessing import get_preprocessor
 
 FORMATS = ("oxford", "voc", "folders", "tfds")
@@ -429,11 +429,7 @@ def load_dataset(path: str | Path | None, format: str = "oxford", *,
 
 def resize_pair(image: np.ndarray, mask: np.ndarray,
                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize a uint8 (H, W, 3) image bilinearly and its (H, W) mask by nearest neighbour to size=(H, W).
-
-    Nearest neighbour is the only correct choice for labels: every output label is one of the
-    input labels (255 = ignore included), where interpolation would invent in-between classes.
-    """
+    """Resize a uint8 (H, W, 3) image bilinearly and its (H, W) mask by nearest neighbour to size=(H, W)."""
     if image.dtype != np.uint8:
         raise TypeError(f"resize_pair expects a uint8 image, got {image.dtype}.")
     if image.shape[:2] != mask.shape:
@@ -442,8 +438,7 @@ def resize_pair(image: np.ndarray, mask: np.ndarray,
     if image.shape[:2] == (height, width):
         return image, mask
     resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
-    labels = Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST)
-    return np.asarray(resized), np.asarray(labels)
+    return np.asarray(resized), resize_nearest(mask, size)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import time
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from segdemo.data import Dataset
+from segdemo.images import resize_nearest
 from segdemo.inference import Segmenter
 from segdemo.metrics import confusion_matrix, scores
 
@@ -35,7 +35,7 @@ def evaluate(segmenter: Segmenter, dataset: Dataset, split: str = "test",
         prediction = segmenter.predict(image)
         cm = confusion_matrix(mask, prediction.mask, n, dataset.ignore_index)
         cm_original += cm
-        small_mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+        small_mask = resize_nearest(mask, (height, width))
         small_pred = prediction.input_probabilities.argmax(axis=-1)
         cm_input += confusion_matrix(small_mask, small_pred, n, dataset.ignore_index)
         one = scores(cm, names)

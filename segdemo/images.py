@@ -117,3 +117,15 @@ def open_image(
 def is_image_file(path: Path) -> bool:
     """Whether `path` has an image extension (cheap filter before trying to decode)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a label mask (or a float map) to size=(H, W) by nearest neighbour.
+
+    The only correct choice for labels: every output value is one of the input values (255 =
+    ignore included), where interpolation would invent in-between classes.
+    """
+    height, width = size
+    if array.shape[:2] == (height, width):
+        return array
+    return np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.NEAREST))

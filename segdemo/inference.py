@@ -146,11 +146,16 @@ def palette_array(classes: Sequence[ClassInfo]) -> np.ndarray:
     return np.array([c.color for c in classes], dtype=np.uint8)
 
 
-def colorize(mask: np.ndarray, classes: Sequence[ClassInfo]) -> np.ndarray:
-    """RGB image (H, W, 3) of a label mask in the classes' colours; unknown labels are black."""
+def _full_palette(classes: Sequence[ClassInfo]) -> np.ndarray:
+    """(256, 3) colours: any uint8 label indexes it safely, unknown labels are black."""
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[: len(classes)] = palette_array(classes)
-    return np.take(palette, mask, axis=0)  # same as palette[mask], ~3x faster on large masks
+    return palette
+
+
+def colorize(mask: np.ndarray, classes: Sequence[ClassInfo]) -> np.ndarray:
+    """RGB image (H, W, 3) of a label mask in the classes' colours; unknown labels are black."""
+    return np.take(_full_palette(classes), mask, axis=0)  # same as palette[mask], ~3x faster on large masks
 
 
 def overlay(image: Image.Image, mask: np.ndarray, classes: Sequence[ClassInfo],
@@ -169,12 +174,8 @@ def overlay(image: Image.Image, mask: np.ndarray, classes: Sequence[ClassInfo],
 def mask_png(mask: np.ndarray, classes: Sequence[ClassInfo]) -> bytes:
     """A palette PNG whose pixel values are the class indices and whose colours are the classes'."""
     image = Image.fromarray(mask.astype(np.uint8), "P")
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    palette[: len(classes)] = palette_array(classes)
-    image.putpalette(palette.reshape(-1).tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    image.putpalette(_full_palette(classes).reshape(-1).tolist())
+    return png_bytes(image)
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -1,18 +1,29 @@
-"""The README's results table, generated from the shipped model folders (never typed by hand)."""
+"""The README's results and speed tables, generated from the shipped model folders and the
+benchmark JSON (never typed by hand)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from segdemo.artifacts import CARD_FILE, METRICS_FILE, read_optional_json
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _num(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def _duration(seconds: float) -> str:
     minutes = seconds / 60
     return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def _size(values) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def results_table(weights_dir: str | Path) -> str:
@@ -26,15 +37,143 @@ def results_table(weights_dir: str | Path) -> str:
             continue
         scores = metrics["original_resolution"]
         class_names = class_names or list(scores["iou"])
-        size = "x".join(str(v) for v in card["input_size"])
         rows.append(
-            [f"`{card['id']}`", size, f"{card['parameters'] / 1e6:.2f} M", f"{card['file_mb']:.1f}",
-             _pct(scores["pixel_accuracy"]), _pct(scores["miou"]),
-             *(_pct(scores["iou"].get(n)) for n in class_names),
+            [f"`{card['id']}`", _size(card["input_size"]), f"{card['parameters'] / 1e6:.2f} M",
+             f"{card['file_mb']:.1f}", _num(scores["pixel_accuracy"]), _num(scores["miou"]),
+             *(_num(scores["iou"].get(n)) for n in class_names),
              _duration(card["training_seconds"]), card.get("hardware", "")]
         )
     header = ["model", "input", "parameters", "MB", "pixel acc.", "mIoU",
               *(f"IoU {n}" for n in class_names), "training time", "trained on"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return _table(header, rows)
+
+
+# --- speed --------------------------------------------------------------------------------------
+
+def load_benchmark(path: str | Path) -> dict:
+    """The JSON written by `python -m segdemo benchmark`; `BenchmarkError` with a one-line reason
+    when it is missing or is not such a file."""
+    from segdemo.benchmark import BenchmarkError
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkError(f"no benchmark JSON at {path}: run `python -m segdemo benchmark` "
+                             f"first, or pass --json PATH.")
+    try:
+        report = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchmarkError(f"{path} is not valid JSON ({exc}).") from None
+    if not isinstance(report, dict) or not isinstance(report.get("models"), dict):
+        raise BenchmarkError(f"{path} is not a benchmark JSON (it has no \"models\" object).")
+    return report
+
+
+def _model_name(model_id: str, m: dict) -> str:
+    return f"`{model_id}`" + (" (untrained)" if m.get("untrained") else "")
+
+
+def _main_table(report: dict) -> str:
+    models = report["models"]
+    batch = next((m["batch_size"] for m in models.values() if "batch_size" in m), 16)
+    train_batch = next((m["train_batch_size"] for m in models.values()
+                        if "train_batch_size" in m), 8)
+    header = ["model", "input", "parameters", "weights MB", "cold load s", "p50 ms", "p95 ms",
+              "seed path p50 ms", "speed-up", f"batch of {batch} images/s",
+              f"training images/s (batch {train_batch})", "peak RSS MB"]
+    rows = []
+    for model_id, m in models.items():
+        params = m.get("parameters")
+        speedup = m.get("speedup_vs_seed")
+        rows.append([
+            _model_name(model_id, m), _size(m["input_size"]) if m.get("input_size") else "n/a",
+            "n/a" if params is None else f"{params / 1e6:.2f} M", _num(m.get("weights_mb"), ".1f"),
+            _num(m.get("cold_load_s"), ".2f"), _num(m.get("p50_ms"), ".1f"),
+            _num(m.get("p95_ms"), ".1f"), _num(m.get("seed", {}).get("p50_ms"), ".1f"),
+            "n/a" if speedup is None else f"{speedup:.1f}x",
+            _num(m.get("batch_images_per_s"), ".1f"), _num(m.get("train_images_per_s"), ".1f"),
+            _num(m.get("peak_rss_mb"), ".0f")])
+    return _table(header, rows)
+
+
+def _large_table(report: dict) -> str | None:
+    """Total and network milliseconds per model and photo size, or None without large figures."""
+    sizes: dict[str, str] = {}
+    for m in report["models"].values():
+        for megapixels, stages in m.get("large", {}).items():
+            sizes.setdefault(megapixels, _size(stages["size"]) if "size" in stages else "")
+    if not sizes:
+        return None
+    header = ["model", *(f"{mp} MP{f' ({px})' if px else ''}: total / network ms"
+                         for mp, px in sizes.items())]
+    rows = []
+    for model_id, m in report["models"].items():
+        large = m.get("large", {})
+        rows.append([_model_name(model_id, m), *(
+            f"{_num(large[mp].get('total_ms'), '.0f')} / {_num(large[mp].get('network_ms'), '.0f')}"
+            if mp in large else "n/a" for mp in sizes)])
+    return _table(header, rows)
+
+
+def _candidate_tables(c: dict) -> list[str]:
+    """The alternatives the fast path was chosen from: network call and resize back."""
+    parts = []
+    batch1, batch16 = c.get("network_batch1", {}), c.get("network_batch16", {})
+    if batch1 or batch16:
+        names = list(dict.fromkeys([*batch1, *batch16]))
+        rows = [[f"`{n}`", _num(batch1.get(n, {}).get("p50_ms"), ".1f"),
+                 _num(batch1.get(n, {}).get("p95_ms"), ".1f"),
+                 _num(batch16.get(n, {}).get("images_per_s"), ".1f")] for n in names]
+        xla = c.get("xla_max_abs_difference")
+        parts.append(f"Fast-path candidates on `{c.get('model', '?')}`, the network alone"
+                     + ("" if xla is None else f" (XLA changes probabilities by at most {xla:.1e})")
+                     + ":\n\n" + _table(["call", "batch 1 p50 ms", "batch 1 p95 ms",
+                                         "batch 16 images/s"], rows))
+    resize = c.get("resize_back", {})
+    if resize:
+        names = list(dict.fromkeys(n for row in resize.values() for n in row))
+        rows = [[f"`{n}`", *(
+            f"{_num(row[n].get('p50_ms'), '.1f')} ({_num(row[n].get('changed_pixels'), '.2%')})"
+            if n in row else "n/a" for row in resize.values())] for n in names]
+        header = ["resize back", *(f"{mp} MP: p50 ms (changed pixels)" for mp in resize)]
+        parts.append("Resizing the probabilities back to the photo; changed pixels are relative "
+                     "to the default `tf_float32`:\n\n" + _table(header, rows))
+    return parts
+
+
+def _conditions(report: dict) -> str:
+    """One line: device, date, load averages and which figures come from untrained weights."""
+    line = f"Measured on {report.get('device', 'an unrecorded device')}"
+    if report.get("date"):
+        line += f" ({report['date']})"
+    before, after = report.get("load_average_before"), report.get("load_average_after")
+    if before and after:
+        line += f"; 1-minute load average {before[0]:.2f} before, {after[0]:.2f} after"
+    untrained = [f"`{k}`" for k, m in report["models"].items() if m.get("untrained")]
+    line += ("; untrained (random weights): " + ", ".join(untrained)
+             + " - timings only, no quality implied." if untrained else "; all models trained.")
+    if len(report["models"]) > 1:
+        line += " Peak RSS is cumulative in benchmark order (the first model's is its own)."
+    return line
+
+
+def speed_tables(report: dict) -> str:
+    """Markdown for the README's Speed section from a benchmark JSON (`load_benchmark`): the
+    headline table, the large-photo table, the fast-path candidates, the targets and one line on
+    the conditions. Parts absent from the JSON are left out."""
+    photo = report.get("settings", {}).get("photo_size")
+    parts = [(f"One {_size(photo)} photo" if photo else "One photo") + " end to end (decoded image "
+             "in, mask and colourised mask out); the seed path is the tutorials' "
+             "`model.predict` + argmax + nearest resize:\n\n" + _main_table(report)]
+    large = _large_table(report)
+    if large:
+        parts.append("Larger photos, the whole call and the network alone (its input size is "
+                     "fixed):\n\n" + large)
+    if report.get("candidates"):
+        parts += _candidate_tables(report["candidates"])
+    if report.get("targets"):
+        parts.append("Targets:\n\n" + "\n".join(
+            f"- `{model_id}`: " + ", ".join(f"{name} {'met' if ok else 'NOT met'}"
+                                            for name, ok in row.items())
+            for model_id, row in report["targets"].items()))
+    parts.append(_conditions(report))
+    return "\n\n".join(parts)

@@ -2,7 +2,40 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark_weights(tmp_path_factory) -> Path:
+    """A weights folder with a tiny trained-looking U-Net and an unusable fcn8s_vgg16 folder."""
+    from fixtures import BENCH_OPTIONS
+    from segdemo.artifacts import write_json
+    from segdemo.classes import PET_CLASSES
+    from segdemo.models import build_model
+
+    root = tmp_path_factory.mktemp("weights")
+    folder = root / "unet"
+    folder.mkdir()
+    build_model("unet", 3, (32, 32), **BENCH_OPTIONS).save_weights(folder / "model.weights.h5")
+    write_json(folder / "card.json", {
+        "id": "unet", "title": "U-Net", "classes": [c.to_json() for c in PET_CLASSES],
+        "input_size": [32, 32], "preprocessing": "unit", "options": BENCH_OPTIONS,
+    })
+    broken = root / "fcn8s_vgg16"
+    broken.mkdir()
+    (broken / "card.json").write_text((folder / "card.json").read_text())
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark(tiny_benchmark_weights) -> dict:
+    """One real benchmark run over `tiny_benchmark_weights` (writes its benchmark.json)."""
+    from fixtures import BENCH_FAST
+    from segdemo.benchmark import run_benchmark
+
+    return run_benchmark(weights_dir=tiny_benchmark_weights, **BENCH_FAST)

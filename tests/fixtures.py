@@ -85,3 +85,11 @@ def make_folders(root: Path, count: int = 10, binary_255: bool = False,
     if classes is not None:
         (root / "classes.txt").write_text("\n".join(classes) + "\n\n")
     return root
+
+
+# A tiny U-Net benchmarked with few runs and small "large" photos: the benchmark's plumbing end to
+# end in seconds (tests/conftest.py runs it once per session).
+BENCH_OPTIONS = {"base_filters": 4, "depth": 2}
+BENCH_SIZES = {"0.01": (120, 90), "0.05": (260, 195)}
+BENCH_FAST = dict(runs=2, warmup=1, large_runs=1, batch_runs=1, train_steps=1,
+                  large_sizes=BENCH_SIZES, log=lambda line: None)

@@ -6,41 +6,17 @@ import json
 import pytest
 
 from segdemo import benchmark
-from segdemo.artifacts import check_model_dir, write_json
+from segdemo.artifacts import check_model_dir
 from segdemo.benchmark import finite_numbers, format_report, run_benchmark
-from segdemo.classes import PET_CLASSES
 from segdemo.cli import main
+from fixtures import BENCH_FAST as FAST
+from fixtures import BENCH_OPTIONS as OPTIONS
+from fixtures import BENCH_SIZES as SMALL
 from segdemo.models import build_model
 
-OPTIONS = {"base_filters": 4, "depth": 2}
-SMALL = {"0.01": (120, 90), "0.05": (260, 195)}
-FAST = dict(runs=2, warmup=1, large_runs=1, batch_runs=1, train_steps=1, large_sizes=SMALL,
-            log=lambda line: None)
 
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("weights")
-    folder = root / "unet"
-    folder.mkdir()
-    build_model("unet", 3, (32, 32), **OPTIONS).save_weights(folder / "model.weights.h5")
-    write_json(folder / "card.json", {
-        "id": "unet", "title": "U-Net", "classes": [c.to_json() for c in PET_CLASSES],
-        "input_size": [32, 32], "preprocessing": "unit", "options": OPTIONS,
-    })
-    broken = root / "fcn8s_vgg16"
-    broken.mkdir()
-    (broken / "card.json").write_text((folder / "card.json").read_text())
-    return root
-
-
-@pytest.fixture(scope="module")
-def report(weights):
-    return run_benchmark(weights_dir=weights, **FAST)
-
-
-def test_json_has_the_schema_the_dashboard_reads(report, weights):
-    written = json.loads((weights / "benchmark.json").read_text())
+def test_json_has_the_schema_the_dashboard_reads(tiny_benchmark, tiny_benchmark_weights):
+    written = json.loads((tiny_benchmark_weights / "benchmark.json").read_text())
     assert written["models"].keys() == {"unet"}
     assert isinstance(written["device"], str) and written["device"]
     assert isinstance(written["date"], str) and written["date"]
@@ -60,8 +36,8 @@ def test_json_has_the_schema_the_dashboard_reads(report, weights):
     assert written["targets"]["unet"].keys() == {"speedup_at_least_3x"}
 
 
-def test_candidates_cover_the_alternatives(report):
-    c = report["candidates"]
+def test_candidates_cover_the_alternatives(tiny_benchmark):
+    c = tiny_benchmark["candidates"]
     assert c["model"] == "unet"
     assert c["network_batch1"].keys() == {"predict", "eager_call", "tf_function", "tf_function_xla"}
     assert c["network_batch16"].keys() == {"tf_function", "tf_function_xla"}
@@ -70,12 +46,12 @@ def test_candidates_cover_the_alternatives(report):
         assert row["tf_float32"]["changed_pixels"] == 0.0
         assert row["pil_float32"]["changed_pixels"] < 1e-3  # same interpolation, other rounding
         assert all(v["p50_ms"] > 0 for v in row.values())
-    assert "unet" in format_report(report)
+    assert "unet" in format_report(tiny_benchmark)
 
 
-def test_selection_skips_unusable_ids_and_json_path_overrides(weights, tmp_path):
+def test_selection_skips_unusable_ids_and_json_path_overrides(tiny_benchmark_weights, tmp_path):
     target = tmp_path / "out.json"
-    result = run_benchmark(["unet", "fcn8s_vgg16", "no_such_model"], weights, json_path=target,
+    result = run_benchmark(["unet", "fcn8s_vgg16", "no_such_model"], tiny_benchmark_weights, json_path=target,
                            with_candidates=False, **{**FAST, "train_steps": 0})
     assert result["models"].keys() == {"unet"}
     assert result["skipped"].keys() == {"fcn8s_vgg16", "no_such_model"}
@@ -85,7 +61,7 @@ def test_selection_skips_unusable_ids_and_json_path_overrides(weights, tmp_path)
     assert "unet" in format_report(result)
 
 
-def test_untrained_models_need_no_weights(tmp_path, monkeypatch, weights):
+def test_untrained_models_need_no_weights(tmp_path, monkeypatch, tiny_benchmark_weights):
     folder = benchmark.untrained_folder("unet", tmp_path / "fresh")
     assert check_model_dir(folder) is None
     card = json.loads((folder / "card.json").read_text())
@@ -93,7 +69,7 @@ def test_untrained_models_need_no_weights(tmp_path, monkeypatch, weights):
 
     def tiny(arch_id, root):  # the same plumbing, without timing a full-size U-Net
         assert arch_id == "unet"
-        return weights / "unet"
+        return tiny_benchmark_weights / "unet"
     monkeypatch.setattr(benchmark, "untrained_folder", tiny)
     result = run_benchmark(["unet", "nope"], tmp_path / "nothing", untrained=True,
                            with_candidates=False, **{**FAST, "train_steps": 0})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segdemo.images import ImageError, is_image_file, open_image
+from segdemo.images import ImageError, is_image_file, open_image, resize_nearest
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -105,3 +105,16 @@ def test_exif_orientation_is_applied():
 def test_image_extension_filter(tmp_path):
     assert is_image_file(tmp_path / "a.JPG") and is_image_file(tmp_path / "b.webp")
     assert not is_image_file(tmp_path / "README.txt") and not is_image_file(tmp_path / ".DS_Store")
+
+
+def test_resize_nearest_keeps_labels_labels():
+    mask = np.zeros((37, 53), np.uint8)
+    mask[5:30, 10:40] = 2
+    mask[0, :] = 255  # ignore
+    big = resize_nearest(mask, (111, 160))
+    assert big.shape == (111, 160) and big.dtype == np.uint8
+    assert set(np.unique(big)) == {0, 2, 255}  # nothing in between invented
+    assert resize_nearest(mask, (37, 53)) is mask
+    confidence = np.linspace(0, 1, 20 * 30, dtype=np.float32).reshape(20, 30)
+    small = resize_nearest(confidence, (10, 15))
+    assert small.dtype == np.float32 and np.isin(small, confidence).all()

@@ -1,5 +1,6 @@
 from segdemo.artifacts import write_json
 from segdemo.cli import main
+from segdemo.report import speed_tables
 
 
 def _model(folder, arch, miou):
@@ -20,3 +21,133 @@ def test_results_table_is_generated_from_cards_and_metrics(tmp_path, capsys):
     assert len(lines) == 4
     assert lines[2] == ("| `unet` | 160x160 | 2.50 M | 9.9 | 0.901 | 0.612 | 0.800 | 0.900 | n/a | "
                         "25 min | 2 CPU cores (x86_64), no GPU |")
+
+
+# --- speed tables -------------------------------------------------------------------------------
+# A hand-built benchmark JSON with the keys `run_benchmark` writes (a real run is tested last).
+
+def _bench_model(p50, untrained=False, train=31.25):
+    return {
+        "title": "t", "untrained": untrained, "input_size": [160, 160], "classes": 3,
+        "parameters": 6_504_000, "weights_mb": 25.18, "load_s": 1.5, "first_prediction_s": 0.8,
+        "cold_load_s": 2.345, "p50_ms": p50, "p95_ms": 48.04, "mean_ms": 41.0, "runs": 30,
+        "seed": {"p50_ms": 130.2, "p95_ms": 150.0, "mean_ms": 135.0, "runs": 30},
+        "speedup_vs_seed": 3.21, "batch_size": 16, "batch_images_per_s": 28.46,
+        "large": {"0.3": {"size": [640, 480], "total_ms": 44.4, "downscale_ms": 1.0,
+                          "network_ms": 38.6, "resize_back_ms": 3.0, "colorize_ms": 1.0},
+                  "12": {"size": [4000, 3000], "total_ms": 612.7, "downscale_ms": 60.0,
+                         "network_ms": 39.2, "resize_back_ms": 400.0, "colorize_ms": 100.0}},
+        "peak_rss_mb": 1234.4, "rss_mb": 1100.0, "train_batch_size": 8,
+        "train_images_per_s": train, "peak_rss_train_mb": None if train is None else 1500.0,
+    }
+
+
+def _bench_json(candidates=True):
+    data = {
+        "device": "2 CPU cores (x86_64), no GPU, Some CPU", "date": "2025-01-02T03:04:05+00:00",
+        "settings": {"photo_size": [500, 375]}, "load_average_before": [0.31, 0.2, 0.1],
+        "load_average_after": [0.87, 0.3, 0.2],
+        "models": {"unet_mobilenetv2": _bench_model(40.12),
+                   "unet": _bench_model(12.0, untrained=True, train=None)},
+        "skipped": {"fcn8s_vgg16": "fcn8s_vgg16: not trained"},
+        "targets": {"unet_mobilenetv2": {"speedup_at_least_3x": True, "p50_at_most_50_ms": True},
+                    "unet": {"speedup_at_least_3x": False}},
+    }
+    if candidates:
+        data["candidates"] = {
+            "model": "unet_mobilenetv2",
+            "network_batch1": {k: {"p50_ms": v, "p95_ms": v + 1, "mean_ms": v, "runs": 30}
+                               for k, v in (("predict", 90.5), ("eager_call", 45.0),
+                                            ("tf_function", 36.25), ("tf_function_xla", 30.0))},
+            "network_batch16": {"tf_function": {"images_per_s": 30.0},
+                                "tf_function_xla": {"images_per_s": 35.5}},
+            "xla_max_abs_difference": 2.5e-6,
+            "resize_back": {"0.19": {"tf_float32": {"p50_ms": 3.0, "changed_pixels": 0.0},
+                                     "argmax_then_nearest": {"p50_ms": 0.5,
+                                                             "changed_pixels": 0.0123}},
+                            "12": {"tf_float32": {"p50_ms": 300.0, "changed_pixels": 0.0},
+                                   "argmax_then_nearest": {"p50_ms": 20.0,
+                                                           "changed_pixels": 0.02}}},
+            "note": "changed_pixels compares ...",
+        }
+    return data
+
+
+def test_speed_tables_show_every_figure_of_the_json():
+    text = speed_tables(_bench_json())
+    lines = text.splitlines()
+    assert ("| model | input | parameters | weights MB | cold load s | p50 ms | p95 ms | "
+            "seed path p50 ms | speed-up | batch of 16 images/s | training images/s (batch 8) | "
+            "peak RSS MB |") in lines
+    assert ("| `unet_mobilenetv2` | 160x160 | 6.50 M | 25.2 | 2.35 | 40.1 | 48.0 | 130.2 | 3.2x | "
+            "28.5 | 31.2 | 1234 |") in lines
+    assert "| `unet` (untrained) | 160x160 | 6.50 M | 25.2 | 2.35 | 12.0 | 48.0 | 130.2 | 3.2x | " \
+           "28.5 | n/a | 1234 |" in lines
+    assert ("| model | 0.3 MP (640x480): total / network ms | "
+            "12 MP (4000x3000): total / network ms |") in lines
+    assert "| `unet_mobilenetv2` | 44 / 39 | 613 / 39 |" in lines
+    assert "| call | batch 1 p50 ms | batch 1 p95 ms | batch 16 images/s |" in lines
+    assert "| `predict` | 90.5 | 91.5 | n/a |" in lines
+    assert "| `tf_function_xla` | 30.0 | 31.0 | 35.5 |" in lines
+    assert "at most 2.5e-06" in text
+    assert ("| resize back | 0.19 MP: p50 ms (changed pixels) | "
+            "12 MP: p50 ms (changed pixels) |") in lines
+    assert "| `argmax_then_nearest` | 0.5 (1.23%) | 20.0 (2.00%) |" in lines
+    assert "- `unet_mobilenetv2`: speedup_at_least_3x met, p50_at_most_50_ms met" in lines
+    assert "- `unet`: speedup_at_least_3x NOT met" in lines
+    assert lines[-1].startswith("Measured on 2 CPU cores (x86_64), no GPU, Some CPU "
+                                "(2025-01-02T03:04:05+00:00); 1-minute load average 0.31 before, "
+                                "0.87 after; untrained (random weights): `unet`")
+    assert "500x375 photo" in text and "fcn8s_vgg16" not in text
+
+
+def test_speed_tables_leave_out_missing_parts():
+    data = _bench_json(candidates=False)
+    del data["targets"], data["load_average_after"], data["settings"]
+    data["models"] = {"unet_mobilenetv2": _bench_model(40.0)}
+    del data["models"]["unet_mobilenetv2"]["large"]
+    text = speed_tables(data)
+    assert "candidates" not in text and "Targets" not in text and "MP" not in text
+    assert "load average" not in text and "untrained" not in text
+    assert text.splitlines()[-1].endswith("; all models trained.")
+    assert text.count("| `unet_mobilenetv2` |") == 1
+
+
+def test_results_speed_prints_the_tables_of_a_json(tmp_path, capsys):
+    target = tmp_path / "bench.json"
+    write_json(target, _bench_json())
+    assert main(["results", "--speed", "--json", str(target)]) == 0
+    assert capsys.readouterr().out == speed_tables(_bench_json()) + "\n"
+
+
+def test_results_speed_reports_a_missing_or_invalid_json(tmp_path, capsys):
+    assert main(["results", "--speed", "--weights", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: no benchmark JSON at {tmp_path / 'benchmark.json'}: run "
+                   f"`python -m segdemo benchmark` first, or pass --json PATH.")
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["results", "--speed", "--json", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'bad.json'} is not valid JSON")
+    assert err.count("\n") == 1
+    write_json(tmp_path / "other.json", {"original_resolution": {}})
+    assert main(["results", "--speed", "--json", str(tmp_path / "other.json")]) == 2
+    assert "is not a benchmark JSON" in capsys.readouterr().err
+    assert main(["results", "--json", str(tmp_path / "other.json")]) == 2
+    assert "--json goes with --speed" in capsys.readouterr().err
+
+
+def test_results_speed_on_a_real_tiny_benchmark_run(tiny_benchmark, tiny_benchmark_weights, capsys):
+    # The run has written <weights>/benchmark.json, the default path of `results --speed`.
+    assert main(["results", "--speed", "--weights", str(tiny_benchmark_weights)]) == 0
+    text = capsys.readouterr().out
+    m = tiny_benchmark["models"]["unet"]
+    assert (f"| `unet` | 32x32 | {m['parameters'] / 1e6:.2f} M | {m['weights_mb']:.1f} | "
+            f"{m['cold_load_s']:.2f} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | "
+            f"{m['seed']['p50_ms']:.1f} | {m['speedup_vs_seed']:.1f}x |") in text
+    assert "0.01 MP (120x90): total / network ms" in text
+    for name in ("predict", "eager_call", "tf_function", "tf_function_xla", "tf_float32",
+                 "pil_float32", "pil_uint8", "argmax_then_nearest"):
+        assert f"| `{name}` |" in text
+    assert "- `unet`: speedup_at_least_3x" in text and "all models trained" in text
+    assert "fcn8s_vgg16" not in text

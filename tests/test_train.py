@@ -9,6 +9,7 @@ from PIL import Image
 
 from fixtures import make_oxford
 from segdemo.cli import main
+from segdemo.train import recalibrate_batchnorm
 
 TINY = ["--arch", "unet", "--option", "base_filters=4", "--option", "depth=2", "--img-size", "32",
         "--batch-size", "4", "--format", "oxford"]
@@ -48,6 +49,9 @@ def test_training_writes_weights_and_three_json_files(trained):
     assert card["parameters"] > 0 and card["file_bytes"] > 0
     assert card["command"].startswith("python -m segdemo train --arch unet")
     assert "trained from scratch" in card["encoder_weights"]
+    recalibration = card["batchnorm_recalibration"]
+    assert recalibration["images"] == 7
+    assert recalibration["kept"] == (recalibration["val_miou_after"] >= recalibration["val_miou_before"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == 3
     for key in ("original_resolution", "input_resolution"):
@@ -107,3 +111,23 @@ def test_user_errors_are_one_line_messages(tmp_path, capsys):
     assert "Unknown architecture 'segformer'" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 2
     assert "card.json is missing" in capsys.readouterr().err
+
+
+def test_recalibration_sets_moving_statistics_to_the_mean_over_batches():
+    import keras
+
+    inputs = keras.Input((4, 4, 2))
+    inner = keras.Model(inputs, keras.layers.BatchNormalization(name="inner_bn")(inputs), name="encoder")
+    x = keras.Input((4, 4, 2))
+    model = keras.Model(x, keras.layers.BatchNormalization(name="outer_bn")(inner(x)))
+    inner.trainable = False  # a frozen encoder's BatchNorm must be recalibrated too
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0 * i, 1.0 + i, (5, 4, 4, 2)).astype("float32") for i in range(3)]
+    assert recalibrate_batchnorm(model, [(b, None) for b in batches]) == 15
+    bn = inner.get_layer("inner_bn")
+    expected_mean = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)
+    expected_var = np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), expected_mean, rtol=1e-4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), expected_var, rtol=1e-3)
+    assert bn.momentum == 0.99 and not bn.trainable and not inner.trainable  # settings restored
+    assert keras.ops.convert_to_numpy(model.get_layer("outer_bn").moving_mean).any()
