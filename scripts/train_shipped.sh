@@ -13,9 +13,9 @@ MNV2=../shared/pretrained/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5
 declare -A ARGS=(
   [unet_mobilenetv2]="--img-size 160 --epochs 40 --batch-size 8 --lr 1e-3 --encoder-weights $MNV2 --freeze-encoder-epochs 3"
   [deeplabv3plus_mobilenetv2]="--img-size 224 --epochs 30 --batch-size 8 --lr 1e-3 --encoder-weights $MNV2 --freeze-encoder-epochs 2"
-  [unet]="--img-size 160 --epochs 60 --batch-size 8 --lr 1e-3 --option base_filters=16"
-  [fcn8s_vgg16]="--img-size 224 --epochs 40 --batch-size 8 --lr 3e-4"
-  [deeplabv3plus_xception]="--img-size 224 --epochs 40 --batch-size 8 --lr 1e-3"
+  [unet]="--img-size 160 --epochs 80 --batch-size 8 --lr 1e-3 --option base_filters=16"
+  [fcn8s_vgg16]="--img-size 224 --epochs 60 --batch-size 8 --lr 3e-4"
+  [deeplabv3plus_xception]="--img-size 224 --epochs 60 --batch-size 8 --lr 1e-3"
 )
 ORDER=(unet_mobilenetv2 deeplabv3plus_mobilenetv2 unet fcn8s_vgg16 deeplabv3plus_xception)
 mkdir -p runs
