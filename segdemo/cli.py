@@ -95,9 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("results", help="markdown table of the trained models' test metrics")
     r.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent / "weights"),
                    help="folder of model folders (default: the shipped weights/)")
-    r.add_argument("--speed", action="store_true",
-                   help="the speed tables from the benchmark JSON instead")
-    r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json)")
+    shown = r.add_mutually_exclusive_group()
+    shown.add_argument("--speed", action="store_true",
+                       help="the speed tables from the benchmark JSON instead")
+    shown.add_argument("--robustness", action="store_true",
+                       help="the mIoU under photo shifts from the robustness JSON instead")
+    r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json) "
+                                  "or robustness JSON for --robustness (default: "
+                                  "<weights>/robustness.json)")
 
     b = sub.add_parser("benchmark", help="time the models: latency, throughput, memory")
     b.add_argument("--models", nargs="+", metavar="ID",
@@ -112,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-steps", type=int, default=10, help="timed training steps of batch 8 (0 skips training)")
     b.add_argument("--no-candidates", action="store_true",
                    help="skip timing the alternatives the fast path was chosen from")
+
+    o = sub.add_parser("robustness",
+                       help="score the models on the test split under photo shifts users bring")
+    o.add_argument("--weights", help="folder of model folders (default: <repo>/weights)")
+    o.add_argument("--models", nargs="+", metavar="ID",
+                   help="model ids (default: every usable folder under --weights)")
+    o.add_argument("--data", help="dataset folder")
+    o.add_argument("--format", choices=FORMATS,
+                   help="default: the format each model was trained on")
+    o.add_argument("--split", default="test")
+    o.add_argument("--perturbations", nargs="+", metavar="NAME",
+                   help="default: all (the README lists them)")
+    o.add_argument("--limit", type=int, help="score only the split's first N images")
+    o.add_argument("--json", help="write the scores here (default: <weights>/robustness.json)")
     return parser
 
 
@@ -137,18 +156,11 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from segdemo.artifacts import write_json
-    from segdemo.data import load_dataset
-    from segdemo.evaluate import evaluate, format_table
+    from segdemo.evaluate import dataset_for_card, evaluate, format_table
     from segdemo.inference import Segmenter
 
     segmenter = Segmenter.load(args.model)
-    trained_on = segmenter.card.get("dataset", {})
-    config = segmenter.card.get("config", {})
-    dataset = load_dataset(args.data, args.format or trained_on.get("format", "oxford"),
-                           classes=config.get("classes"),
-                           val_fraction=config.get("val_fraction", 0.1),
-                           test_fraction=config.get("test_fraction", 0.2),
-                           seed=config.get("seed", 0))
+    dataset = dataset_for_card(segmenter.card, args.data, args.format)
     metrics = evaluate(segmenter, dataset, args.split)
     print(format_table(metrics))
     target = Path(args.json) if args.json else Path(args.model) / "evaluation.json"
@@ -202,14 +214,40 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _robustness(args: argparse.Namespace) -> int:
+    from segdemo.report import robustness_table
+    from segdemo.robustness import RobustnessError, run_robustness
+
+    try:
+        report = run_robustness(args.data, args.format, args.weights, args.models,
+                                split=args.split, names=args.perturbations, limit=args.limit,
+                                json_path=args.json)
+    except RobustnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(robustness_table(report))
+    return 0
+
+
 def _results(args: argparse.Namespace) -> int:
     from segdemo.report import results_table
 
-    if not args.speed:
+    if not (args.speed or args.robustness):
         if args.json:
-            print("error: --json goes with --speed.", file=sys.stderr)
+            print("error: --json goes with --speed or --robustness.", file=sys.stderr)
             return 2
         print(results_table(args.weights))
+        return 0
+    if args.robustness:
+        from segdemo.report import robustness_table
+        from segdemo.robustness import REPORT_FILE, RobustnessError, load_report
+
+        try:
+            report = load_report(args.json or Path(args.weights) / REPORT_FILE)
+        except RobustnessError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(robustness_table(report))
         return 0
     from segdemo.benchmark import BenchmarkError
     from segdemo.report import load_benchmark, speed_tables
@@ -239,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             return _benchmark(args)
         if args.command == "results":
             return _results(args)
+        if args.command == "robustness":
+            return _robustness(args)
         return _architectures()
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

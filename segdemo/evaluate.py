@@ -6,17 +6,26 @@ import time
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
-from segdemo.data import Dataset
+from segdemo.data import Dataset, load_dataset
 from segdemo.images import resize_nearest
 from segdemo.inference import Segmenter
 from segdemo.metrics import confusion_matrix, scores
 
 
+Transform = Callable[[Image.Image, np.ndarray], tuple[Image.Image, np.ndarray]]
+
+
 def evaluate(segmenter: Segmenter, dataset: Dataset, split: str = "test",
-             progress: Callable[[int, int], None] | None = None) -> dict:
-    """Metrics and confusion matrices over `split`, plus per-image scores (worst first)."""
-    samples = dataset.splits.get(split) or []
+             progress: Callable[[int, int], None] | None = None,
+             transform: Transform | None = None, limit: int | None = None) -> dict:
+    """Metrics and confusion matrices over `split`, plus per-image scores (worst first).
+
+    `transform` changes each (photo, mask) pair before prediction, e.g. a robustness
+    perturbation; `limit` scores only the split's first images, for quick runs.
+    """
+    samples = (dataset.splits.get(split) or [])[:limit]
     if not samples:
         raise ValueError(f"The dataset at {dataset.root} has no images in its {split!r} split.")
     if dataset.num_classes != len(segmenter.classes):
@@ -32,6 +41,8 @@ def evaluate(segmenter: Segmenter, dataset: Dataset, split: str = "test",
     for i, sample in enumerate(samples):
         image = dataset.read_image(sample)
         mask = dataset.read_mask(sample)
+        if transform:
+            image, mask = transform(image, mask)
         prediction = segmenter.predict(image)
         cm = confusion_matrix(mask, prediction.mask, n, dataset.ignore_index)
         cm_original += cm
@@ -74,3 +85,13 @@ def format_table(metrics: dict) -> str:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def dataset_for_card(card: dict, data: str | None, format: str | None = None) -> Dataset:
+    """The dataset at `data`, read with the classes and split settings (seed, fractions) the model
+    of `card` was trained with, so that its test split is the one it never saw."""
+    config = card.get("config", {})
+    return load_dataset(data, format or card.get("dataset", {}).get("format", "oxford"),
+                        classes=config.get("classes"), seed=config.get("seed", 0),
+                        val_fraction=config.get("val_fraction", 0.1),
+                        test_fraction=config.get("test_fraction", 0.2))

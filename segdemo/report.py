@@ -177,3 +177,26 @@ def speed_tables(report: dict) -> str:
             for model_id, row in report["targets"].items()))
     parts.append(_conditions(report))
     return "\n\n".join(parts)
+
+
+# --- robustness ---------------------------------------------------------------------------------
+
+def robustness_table(report: dict) -> str:
+    """Markdown for the README from a robustness JSON (`robustness.load_report`): mIoU per model
+    and perturbation at the original resolution, the largest drop from `none`, and what each
+    perturbation does."""
+    names = list(report["perturbations"])
+    rows = []
+    for model_id, results in report["models"].items():
+        base = results.get("none", {}).get("miou")
+        drops = {n: base - r["miou"] for n, r in results.items()
+                 if n != "none" and base is not None and r.get("miou") is not None}
+        worst = max(drops, key=drops.get) if drops else None
+        rows.append([f"`{model_id}`", *(_num(results.get(n, {}).get("miou")) for n in names),
+                     f"{drops[worst]:.3f} (`{worst}`)" if worst else "n/a"])
+    intro = (f"mIoU at the original resolution on the {report.get('split', 'test')} split "
+             f"({report.get('images', '?')} images) of `{Path(report.get('data', '?')).name}`, "
+             "each photo changed as listed below:")
+    legend = "\n".join(f"- `{n}`: {d}" for n, d in report["perturbations"].items())
+    header = ["model", *(f"`{n}`" for n in names), "worst drop vs `none`"]
+    return f"{intro}\n\n{_table(header, rows)}\n\n{legend}"
