@@ -255,6 +255,8 @@ def recalibrate_batchnorm(model: keras.Model, batches: Iterable) -> int:
     """
     norms = [layer for layer in _nested_layers(model)
              if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return 0
     saved = [(layer.momentum, layer.trainable) for layer in norms]
     seen = 0
     try:
@@ -269,13 +271,15 @@ def recalibrate_batchnorm(model: keras.Model, batches: Iterable) -> int:
     finally:
         for layer, (momentum, trainable) in zip(norms, saved):
             layer.momentum, layer.trainable = momentum, trainable
-    return seen if norms else 0
+    return seen
 
 
 def _recalibrate_if_better(model: keras.Model, dataset: Dataset, preprocessing: str,
                            input_size: tuple[int, int], config: TrainConfig, val_ds) -> dict:
     """Recalibrate BatchNorm on the un-augmented training images; keep it only if val mIoU
     does not drop (a well-converged run's moving averages can be the better estimate)."""
+    if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in _nested_layers(model)):
+        return {"images": 0, "kept": False, "note": "the model has no BatchNormalization layers"}
     before = _val_miou(model, val_ds, dataset)
     weights = model.get_weights()
     batches = make_tf_dataset(dataset, "train", input_size, preprocessing, config.batch_size)

@@ -131,3 +131,14 @@ def test_recalibration_sets_moving_statistics_to_the_mean_over_batches():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), expected_var, rtol=1e-3)
     assert bn.momentum == 0.99 and not bn.trainable and not inner.trainable  # settings restored
     assert keras.ops.convert_to_numpy(model.get_layer("outer_bn").moving_mean).any()
+
+
+def test_recalibration_leaves_models_without_batchnorm_alone():
+    import keras
+
+    def never():
+        raise AssertionError("a model without BatchNormalization needs no data")
+        yield
+
+    model = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 1)])
+    assert recalibrate_batchnorm(model, never()) == 0
