@@ -103,6 +103,21 @@ def _rss_mb() -> float:
         return float("nan")
 
 
+BUSY_PERCENT = 20.0  # other CPU use above this before the run makes the timings suspect
+
+
+def _cpu_busy_percent(seconds: float = 2.0) -> float | None:
+    """System-wide CPU use over `seconds` while this process waits: other work on the machine.
+
+    The load average cannot say this: it lags by minutes and the benchmark's own load enters it.
+    """
+    try:
+        import psutil
+        return round(psutil.cpu_percent(interval=seconds), 1)
+    except ImportError:  # pragma: no cover - psutil is in requirements.txt
+        return None
+
+
 def _load_average() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -461,6 +476,7 @@ def run_benchmark(model_ids: Sequence[str] | None = None, weights_dir: str | Pat
                          "batch_size": BATCH, "train_batch_size": TRAIN_BATCH,
                          "train_steps": train_steps, "large_runs": large_runs},
             "load_average_before": _load_average(),
+            "other_cpu_percent_before": _cpu_busy_percent(),
             "baseline_rss_mb": _rss_mb(),
             "memory_note": ("peak_rss_mb is the process's resident-memory high-water mark after "
                             "the model's inference measurements (peak_rss_train_mb after its "
@@ -527,13 +543,11 @@ def format_report(report: dict) -> str:
             f"{name} {'met' if ok else 'NOT met'}" for name, ok in row.items()))
     for model_id, reason in report["skipped"].items():
         lines.append(f"skipped {model_id}: {reason}")
-    before, after = report.get("load_average_before"), report.get("load_average_after")
-    if before and after:
-        cores = os.cpu_count() or 1
-        busy = max(before[0], after[0]) > 0.5 * cores
-        lines.append(f"load average before/after: {before[0]:.2f}/{after[0]:.2f}"
+    other = report.get("other_cpu_percent_before")
+    if other is not None:
+        lines.append(f"other CPU use just before the run: {other:.0f} %"
                      + (" - the machine was busy; these timings are not representative."
-                        if busy else ""))
+                        if other > BUSY_PERCENT else ""))
     if report.get("json_path"):
         lines.append(f"written to {report['json_path']}")
     return "\n".join(lines)

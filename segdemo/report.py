@@ -148,6 +148,8 @@ def _conditions(report: dict) -> str:
     before, after = report.get("load_average_before"), report.get("load_average_after")
     if before and after:
         line += f"; 1-minute load average {before[0]:.2f} before, {after[0]:.2f} after"
+    if report.get("other_cpu_percent_before") is not None:
+        line += f"; other CPU use just before the run {report['other_cpu_percent_before']:.0f} %"
     untrained = [f"`{k}`" for k, m in report["models"].items() if m.get("untrained")]
     line += ("; untrained (random weights): " + ", ".join(untrained)
              + " - timings only, no quality implied." if untrained else "; all models trained.")

@@ -22,6 +22,7 @@ def test_json_has_the_schema_the_dashboard_reads(tiny_benchmark, tiny_benchmark_
     assert isinstance(written["date"], str) and written["date"]
     assert "not trained" in written["skipped"]["fcn8s_vgg16"]
     assert finite_numbers(written)
+    assert 0.0 <= written["other_cpu_percent_before"] <= 100.0
     m = written["models"]["unet"]
     for key in ("p50_ms", "p95_ms", "cold_load_s", "weights_mb", "batch_images_per_s",
                 "train_images_per_s", "peak_rss_mb", "peak_rss_train_mb", "speedup_vs_seed"):
