@@ -130,15 +130,24 @@ def _plain_keras_mask(segmenter, image):
     logits = segmenter.model(get_preprocessor("unit")(x)[None], training=False)
     probs = tf.nn.softmax(logits, axis=-1)[0]
     resized = tf.image.resize(probs, (image.size[1], image.size[0]), method="bilinear").numpy()
-    return resized.argmax(-1), resized.max(-1)
+    top_two = np.sort(resized, axis=-1)[..., -2:]
+    return resized.argmax(-1), resized.max(-1), top_two[..., 1] - top_two[..., 0]
+
+
+def _assert_same_labels(actual, reference, margin):
+    """Identical labels wherever the reference's top two classes differ by more than float error;
+    at a near tie (the graph may fuse ops in another order) either label is right."""
+    decisive = margin > 1e-5
+    assert decisive.mean() > 0.999
+    np.testing.assert_array_equal(actual[decisive], reference[decisive])
 
 
 def test_masks_at_the_original_size_match_the_plain_keras_call(segmenter):
     for i, size in enumerate([(500, 375), (37, 91), (1200, 900)]):
         image = _random_image(*size, seed=10 + i)
-        mask, confidence = _plain_keras_mask(segmenter, image)
+        mask, confidence, margin = _plain_keras_mask(segmenter, image)
         prediction = segmenter.predict(image)
-        np.testing.assert_array_equal(prediction.mask, mask)
+        _assert_same_labels(prediction.mask, mask, margin)
         np.testing.assert_allclose(prediction.confidence, confidence, atol=1e-6)
 
 
@@ -153,6 +162,7 @@ def test_xla_option_gives_the_same_answer_without_retracing(model_dir, segmenter
         fast, reference = xla.predict(image), segmenter.predict(image)
         np.testing.assert_allclose(fast.input_probabilities, reference.input_probabilities,
                                    atol=1e-5)
-        np.testing.assert_array_equal(fast.mask, _plain_keras_mask(segmenter, image)[0])
+        mask, _, margin = _plain_keras_mask(segmenter, image)
+        _assert_same_labels(fast.mask, mask, margin)
     xla.predict_batch([_random_image(10, 10), _random_image(70, 20)])
     assert xla.trace_count == traces
