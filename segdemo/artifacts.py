@@ -17,6 +17,7 @@ WEIGHTS_FILE = "model.weights.h5"
 CARD_FILE = "card.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
+BENCHMARK_FILE = "benchmark.json"  # beside the model folders, written by `segdemo benchmark`
 
 
 class ModelLoadError(RuntimeError):
@@ -53,6 +54,25 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{path.parent.name}: {path.name} is not valid JSON ({exc}).") from None
+
+
+def read_report(path: str | os.PathLike, kind: str, command: str, keys: tuple[str, ...],
+                error: type[Exception]) -> dict:
+    """A JSON report written by `python -m segdemo <command>` (benchmark, robustness), checked to
+    hold the `keys` objects; `error` with a one-line reason when it is missing or is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"no {kind} JSON at {path}: run `python -m segdemo {command}` first, or pass "
+                    f"--json PATH.")
+    try:
+        report = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path} is not valid JSON ({exc}).") from None
+    if not isinstance(report, dict) or not all(isinstance(report.get(k), dict) for k in keys):
+        names = " and ".join(f'"{k}"' for k in keys)
+        raise error(f"{path} is not a {kind} JSON (it has no {names} "
+                    f"object{'s' if len(keys) > 1 else ''}).")
+    return report
 
 
 def read_card(model_dir: str | os.PathLike) -> dict:

@@ -48,7 +48,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from segdemo.artifacts import WEIGHTS_FILE, check_model_dir, read_card, write_json
+from segdemo.artifacts import BENCHMARK_FILE, WEIGHTS_FILE, check_model_dir, read_card, write_json
 
 PHOTO_SIZE = (500, 375)  # (width, height), a typical Oxford-IIIT Pet photo
 LARGE_SIZES = {"0.3": (640, 480), "3": (2000, 1500), "12": (4000, 3000)}  # megapixels -> (w, h)
@@ -500,7 +500,7 @@ def run_benchmark(model_ids: Sequence[str] | None = None, weights_dir: str | Pat
     report["load_average_after"] = _load_average()
     report["targets"] = check_targets(report)
     if json_path is None and not untrained:
-        json_path = weights_dir / "benchmark.json"
+        json_path = weights_dir / BENCHMARK_FILE
     if json_path is not None:
         write_json(json_path, report)
         report["json_path"] = str(json_path)

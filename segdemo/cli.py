@@ -201,63 +201,42 @@ def _architectures() -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from segdemo.benchmark import BenchmarkError, format_report, run_benchmark
+    from segdemo.benchmark import format_report, run_benchmark
 
-    try:
-        report = run_benchmark(args.models, args.weights, args.untrained, args.json,
-                               runs=args.runs, warmup=args.warmup, train_steps=args.train_steps,
-                               with_candidates=not args.no_candidates)
-    except BenchmarkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = run_benchmark(args.models, args.weights, args.untrained, args.json,
+                           runs=args.runs, warmup=args.warmup, train_steps=args.train_steps,
+                           with_candidates=not args.no_candidates)
     print(format_report(report))
     return 0
 
 
 def _robustness(args: argparse.Namespace) -> int:
     from segdemo.report import robustness_table
-    from segdemo.robustness import RobustnessError, run_robustness
+    from segdemo.robustness import run_robustness
 
-    try:
-        report = run_robustness(args.data, args.format, args.weights, args.models,
-                                split=args.split, names=args.perturbations, limit=args.limit,
-                                json_path=args.json)
-    except RobustnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = run_robustness(args.data, args.format, args.weights, args.models, split=args.split,
+                            names=args.perturbations, limit=args.limit, json_path=args.json)
     print(robustness_table(report))
     return 0
 
 
 def _results(args: argparse.Namespace) -> int:
-    from segdemo.report import results_table
+    from segdemo import report
 
-    if not (args.speed or args.robustness):
-        if args.json:
-            print("error: --json goes with --speed or --robustness.", file=sys.stderr)
-            return 2
-        print(results_table(args.weights))
-        return 0
     if args.robustness:
-        from segdemo.report import robustness_table
-        from segdemo.robustness import REPORT_FILE, RobustnessError, load_report
+        from segdemo.robustness import REPORT_FILE, load_report
 
-        try:
-            report = load_report(args.json or Path(args.weights) / REPORT_FILE)
-        except RobustnessError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(robustness_table(report))
-        return 0
-    from segdemo.benchmark import BenchmarkError
-    from segdemo.report import load_benchmark, speed_tables
+        print(report.robustness_table(load_report(args.json or Path(args.weights) / REPORT_FILE)))
+    elif args.speed:
+        from segdemo.artifacts import BENCHMARK_FILE
 
-    try:
-        report = load_benchmark(args.json or Path(args.weights) / "benchmark.json")
-    except BenchmarkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        path = args.json or Path(args.weights) / BENCHMARK_FILE
+        print(report.speed_tables(report.load_benchmark(path)))
+    elif args.json:
+        print("error: --json goes with --speed or --robustness.", file=sys.stderr)
         return 2
-    print(speed_tables(report))
+    else:
+        print(report.results_table(args.weights))
     return 0
 
 

@@ -18,15 +18,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segdemo.artifacts import (CARD_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, check_model_dir,
-                               read_card, read_optional_json)
+from segdemo.artifacts import (BENCHMARK_FILE, CARD_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE,
+                               check_model_dir, read_card, read_optional_json)
 from segdemo.classes import ClassInfo
 from segdemo.images import open_image, resize_nearest
 from segdemo.metrics import confusion_matrix, scores
 from segdemo.models.registry import ARCHITECTURES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARK_FILE = "benchmark.json"
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 # Photos that ship inside scikit-image's wheel (no pooch download): name -> skimage.data function.
 SKIMAGE_EXAMPLES = {"Chelsea the cat": "chelsea", "Coffee cup": "coffee",

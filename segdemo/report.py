@@ -2,10 +2,9 @@
 benchmark JSON (never typed by hand)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from segdemo.artifacts import CARD_FILE, METRICS_FILE, read_optional_json
+from segdemo.artifacts import CARD_FILE, METRICS_FILE, read_optional_json, read_report
 
 
 def _num(value: float | None, spec: str = ".3f") -> str:
@@ -51,21 +50,10 @@ def results_table(weights_dir: str | Path) -> str:
 # --- speed --------------------------------------------------------------------------------------
 
 def load_benchmark(path: str | Path) -> dict:
-    """The JSON written by `python -m segdemo benchmark`; `BenchmarkError` with a one-line reason
-    when it is missing or is not such a file."""
+    """The JSON written by `python -m segdemo benchmark` (`BenchmarkError` when it is not one)."""
     from segdemo.benchmark import BenchmarkError
 
-    path = Path(path)
-    if not path.is_file():
-        raise BenchmarkError(f"no benchmark JSON at {path}: run `python -m segdemo benchmark` "
-                             f"first, or pass --json PATH.")
-    try:
-        report = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BenchmarkError(f"{path} is not valid JSON ({exc}).") from None
-    if not isinstance(report, dict) or not isinstance(report.get("models"), dict):
-        raise BenchmarkError(f"{path} is not a benchmark JSON (it has no \"models\" object).")
-    return report
+    return read_report(path, "benchmark", "benchmark", ("models",), BenchmarkError)
 
 
 def _model_name(model_id: str, m: dict) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import json
 import time
 import zlib
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from segdemo.artifacts import read_card, write_json
+from segdemo.artifacts import read_card, read_report, write_json
 from segdemo.benchmark import default_weights_dir, discover
 from segdemo.classes import ClassInfo
 from segdemo.images import resize_nearest
@@ -210,18 +209,6 @@ def _fmt(value: float | None) -> str:
 
 
 def load_report(path: str | Path) -> dict:
-    """The JSON written by `python -m segdemo robustness`; `RobustnessError` with a one-line
-    reason when it is missing or is not such a file."""
-    path = Path(path)
-    if not path.is_file():
-        raise RobustnessError(f"no robustness JSON at {path}: run `python -m segdemo robustness "
-                              f"--data PATH` first, or pass --json PATH.")
-    try:
-        report = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RobustnessError(f"{path} is not valid JSON ({exc}).") from None
-    if not (isinstance(report, dict) and isinstance(report.get("models"), dict)
-            and isinstance(report.get("perturbations"), dict)):
-        raise RobustnessError(f"{path} is not a robustness JSON (it has no \"models\" and "
-                              f"\"perturbations\" objects).")
-    return report
+    """The JSON written by `python -m segdemo robustness` (`RobustnessError` when it is not one)."""
+    return read_report(path, "robustness", "robustness --data PATH", ("models", "perturbations"),
+                       RobustnessError)
