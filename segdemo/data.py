@@ -240,6 +240,19 @@ def _split_three(names: list[str], val_fraction: float, test_fraction: float, se
     return {"train": train, "val": val, "test": test}
 
 
+def _listed_or_random_split(root: Path, train_list: Path, test_list: Path, images: dict[str, Path],
+                            annotated: Callable[[str], bool], val_fraction: float,
+                            test_fraction: float, seed: int) -> dict[str, list[str]]:
+    """The dataset's own train/test lists (validation carved from train) when both exist, else a
+    seeded random split of the images that have a mask."""
+    if train_list.is_file() and test_list.is_file():
+        train, val = _carve(_read_split_file(train_list, images), val_fraction, seed, salt=2)
+        return {"train": train, "val": val, "test": _read_split_file(test_list, images)}
+    warnings.warn(f"{root}: {train_list.relative_to(root)} or {test_list.name} is missing; "
+                  f"splitting the annotated images at random (seed {seed}).", stacklevel=4)
+    return _split_three([n for n in images if annotated(n)], val_fraction, test_fraction, seed)
+
+
 def _require_dirs(root: Path, layout: str, *folders: Path) -> None:
     for folder in folders:
         if not folder.is_dir():
@@ -265,15 +278,9 @@ def _load_oxford(root: Path, classes: list[str] | None, val_fraction: float, tes
     images_dir, trimaps = root / "images", root / "annotations" / "trimaps"
     _require_dirs(root, "Oxford-IIIT Pet (images/, annotations/trimaps/)", images_dir, trimaps)
     images = _index_images(images_dir)
-    lists = root / "annotations" / "trainval.txt", root / "annotations" / "test.txt"
-    if all(p.is_file() for p in lists):
-        train, val = _carve(_read_split_file(lists[0], images), val_fraction, seed, salt=2)
-        names = {"train": train, "val": val, "test": _read_split_file(lists[1], images)}
-    else:
-        warnings.warn(f"{root}: annotations/trainval.txt or test.txt is missing; splitting the "
-                      f"annotated images at random (seed {seed}).", stacklevel=3)
-        annotated = [n for n in images if (trimaps / f"{n}.png").is_file()]
-        names = _split_three(annotated, val_fraction, test_fraction, seed)
+    names = _listed_or_random_split(
+        root, root / "annotations" / "trainval.txt", root / "annotations" / "test.txt", images,
+        lambda n: (trimaps / f"{n}.png").is_file(), val_fraction, test_fraction, seed)
     if classes is None:
         class_info = PET_CLASSES
     elif len(classes) == len(PET_CLASSES):
@@ -291,13 +298,8 @@ def _load_voc(root: Path, classes: list[str] | None, val_fraction: float, test_f
     _require_dirs(root, "PASCAL VOC (JPEGImages/, SegmentationClass/)", images_dir, masks_dir)
     images, masks = _index_images(images_dir), _index_images(masks_dir)
     sets = root / "ImageSets" / "Segmentation"
-    if (sets / "train.txt").is_file() and (sets / "val.txt").is_file():
-        train, val = _carve(_read_split_file(sets / "train.txt", images), val_fraction, seed, salt=2)
-        names = {"train": train, "val": val, "test": _read_split_file(sets / "val.txt", images)}
-    else:
-        warnings.warn(f"{root}: ImageSets/Segmentation/train.txt or val.txt is missing; splitting "
-                      f"the annotated images at random (seed {seed}).", stacklevel=3)
-        names = _split_three([n for n in images if n in masks], val_fraction, test_fraction, seed)
+    names = _listed_or_random_split(root, sets / "train.txt", sets / "val.txt", images,
+                                    lambda n: n in masks, val_fraction, test_fraction, seed)
     class_info = make_classes(classes) if classes else VOC_CLASSES
     splits = {s: [Sample(n, images[n], masks.get(n, masks_dir / f"{n}.png")) for n in names[s]]
               for s in SPLITS}
