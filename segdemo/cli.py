@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random crop keeping this fraction of each side, e.g. 0.6,1.0")
     t.add_argument("--no-scale", action="store_true", help="disable random scale/crop")
     t.add_argument("--color-jitter", type=float, default=0.1, help="0 disables colour jitter")
+    t.add_argument("--zoom-out", type=float, default=0.0, metavar="P",
+                   help="probability of shrinking a training photo onto a plain canvas")
+    t.add_argument("--freeze-encoder-bn", action="store_true",
+                   help="keep the pretrained encoder's BatchNorm statistics (inference mode)")
+    t.add_argument("--holdout-minor-breeds", action="store_true",
+                   help="Oxford-IIIT Pet: train without the minor breeds (the 'probe' split)")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training split held out to pick the best epoch")
     t.add_argument("--test-fraction", type=float, default=0.2,
@@ -144,7 +150,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         class_weights=args.class_weights, encoder_weights=weights,
         freeze_encoder_epochs=args.freeze_encoder_epochs, resume=args.resume,
         flip=not args.no_flip, scale=None if args.no_scale else args.scale,
-        color_jitter=args.color_jitter, val_fraction=args.val_fraction,
+        color_jitter=args.color_jitter, zoom_out=args.zoom_out,
+        freeze_encoder_bn=args.freeze_encoder_bn,
+        holdout_minor_breeds=args.holdout_minor_breeds, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, seed=args.seed,
         classes=args.classes.split(",") if args.classes else None, options=dict(args.option),
         command="python -m segdemo " + shlex.join(argv),

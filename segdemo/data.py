@@ -26,6 +26,9 @@ from segdemo.preprocessing import get_preprocessor
 
 FORMATS = ("oxford", "voc", "folders", "tfds")
 SPLITS = ("train", "val", "test")
+# Oxford-IIIT Pet: breeds with fewer training images than this form the "probe" split, a check on
+# breeds the model rarely (or, with `holdout_minor_breeds`, never) saw.
+MINOR_BREED_MAX_IMAGES = 20
 IGNORE_INDEX = 255
 BINARY_CLASS_NAMES = ["background", "foreground"]
 # With random crops on, samples are kept this much larger than the model input so that a crop
@@ -274,7 +277,7 @@ def _layout_hint(root: Path) -> str:
 
 
 def _load_oxford(root: Path, classes: list[str] | None, val_fraction: float, test_fraction: float,
-                 seed: int, *, format: str = "oxford") -> Dataset:
+                 seed: int, *, format: str = "oxford", holdout_minor_breeds: bool = False) -> Dataset:
     images_dir, trimaps = root / "images", root / "annotations" / "trimaps"
     _require_dirs(root, "Oxford-IIIT Pet (images/, annotations/trimaps/)", images_dir, trimaps)
     images = _index_images(images_dir)
@@ -288,8 +291,32 @@ def _load_oxford(root: Path, classes: list[str] | None, val_fraction: float, tes
     else:
         raise DataError(f"Oxford-IIIT Pet trimaps have 3 classes (pet, background, border); "
                         f"{len(classes)} class names were given.")
-    splits = {s: [Sample(n, images[n], trimaps / f"{n}.png") for n in names[s]] for s in SPLITS}
+    listed = (root / "annotations" / "trainval.txt").is_file()  # names carry breeds
+    probe = _minor_breeds(names["train"] + names["val"]) if listed else []
+    if probe:
+        names["probe"] = probe
+    if holdout_minor_breeds:
+        probe = set(probe)
+        names["train"] = [n for n in names["train"] if n not in probe]
+        names["val"] = [n for n in names["val"] if n not in probe]
+    splits = {s: [Sample(n, images[n], trimaps / f"{n}.png") for n in names[s]] for s in names}
     return Dataset("oxford-iiit-pet", format, str(root), class_info, splits)
+
+
+def breed_of(name: str) -> str:
+    """The breed in an Oxford-IIIT Pet file name (`great_pyrenees_12` -> `great_pyrenees`)."""
+    return name.rsplit("_", 1)[0]
+
+
+def _minor_breeds(names: list[str]) -> list[str]:
+    """The names whose breed has fewer than MINOR_BREED_MAX_IMAGES images among `names`; none
+    when no breed has that many (then nothing is minor)."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[breed_of(name)] = counts.get(breed_of(name), 0) + 1
+    if max(counts.values(), default=0) < MINOR_BREED_MAX_IMAGES:
+        return []
+    return sorted(n for n in names if counts[breed_of(n)] < MINOR_BREED_MAX_IMAGES)
 
 
 def _load_voc(root: Path, classes: list[str] | None, val_fraction: float, test_fraction: float,
@@ -396,11 +423,15 @@ def _export_tfds(tfds, builder, target: Path) -> None:
 
 def load_dataset(path: str | Path | None, format: str = "oxford", *,
                  classes: list[str] | None = None, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+                 test_fraction: float = 0.2, seed: int = 0,
+                 holdout_minor_breeds: bool = False) -> Dataset:
     """Read a dataset folder in one of `FORMATS` into splits "train", "val" and "test".
 
     Split files are honoured where the format has them, with "val" carved (seeded) out of the
     training list for model selection; `test_fraction` only applies where there are none.
+    Oxford-IIIT Pet with minor breeds also gets a "probe" split: the training-list images of its minor breeds
+    (see `MINOR_BREED_MAX_IMAGES`); `holdout_minor_breeds` removes them from "train" and "val",
+    so the probe measures breeds the model never saw.
     """
     if format not in FORMATS:
         raise DataError(f"Unknown dataset format {format!r}; choose one of {', '.join(FORMATS)}.")
@@ -416,8 +447,14 @@ def load_dataset(path: str | Path | None, format: str = "oxford", *,
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"Dataset folder not found: {root}.")
-    loader = {"oxford": _load_oxford, "voc": _load_voc, "folders": _load_folders}[format]
-    dataset = loader(root, classes, val_fraction, test_fraction, seed)
+    if format == "oxford":
+        dataset = _load_oxford(root, classes, val_fraction, test_fraction, seed,
+                               holdout_minor_breeds=holdout_minor_breeds)
+    else:
+        if holdout_minor_breeds:
+            raise DataError("Holding out minor breeds needs the Oxford-IIIT Pet format.")
+        loader = {"voc": _load_voc, "folders": _load_folders}[format]
+        dataset = loader(root, classes, val_fraction, test_fraction, seed)
     if dataset.num_classes > IGNORE_INDEX:
         raise DataError(f"{root}: at most {IGNORE_INDEX} classes are supported "
                         f"({IGNORE_INDEX} marks ignored pixels).")
@@ -449,17 +486,28 @@ class Augment:
 
     flip: random horizontal flip. scale: (min, max) fraction of each side kept by a random crop,
     None for no crop. color_jitter: brightness/contrast/saturation strength in [0, 1), 0 = off.
+    zoom_out: probability of shrinking the photo to a random `zoom_out_range` fraction of each
+    side and placing it on a plain canvas of random colour whose mask is `pad_label` — visitors'
+    photos often show the pet small, where models trained on close-ups fail.
     """
 
     flip: bool = True
     scale: tuple[float, float] | None = (0.6, 1.0)
     color_jitter: float = 0.0
+    zoom_out: float = 0.0
+    zoom_out_range: tuple[float, float] = (0.4, 0.9)
+    pad_label: int = IGNORE_INDEX
 
     def __post_init__(self) -> None:
         if self.scale is not None and not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ValueError(f"Augment.scale must satisfy 0 < min <= max <= 1, got {self.scale}.")
         if not 0 <= self.color_jitter < 1:
             raise ValueError(f"Augment.color_jitter must be in [0, 1), got {self.color_jitter}.")
+        if not 0 <= self.zoom_out <= 1:
+            raise ValueError(f"Augment.zoom_out is a probability in [0, 1], got {self.zoom_out}.")
+        if not 0 < self.zoom_out_range[0] <= self.zoom_out_range[1] <= 1:
+            raise ValueError("Augment.zoom_out_range must satisfy 0 < min <= max <= 1, "
+                             f"got {self.zoom_out_range}.")
 
 
 def make_tf_dataset(dataset: Dataset, split: str, input_size: tuple[int, int], preprocessing: str,
@@ -542,8 +590,8 @@ def _decode_all(load: Callable[[int], tuple[np.ndarray, np.ndarray]], count: int
 def _augment(image: tf.Tensor, mask: tf.Tensor, key: tf.Tensor, augment: Augment,
              size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
     """Random crop (resized to `size`: image bilinear, mask nearest), flip and colour jitter."""
-    crop_key, offset_key, flip_key, colour_key = tf.unstack(
-        tf.random.experimental.stateless_split(key, 4))
+    crop_key, offset_key, flip_key, colour_key, zoom_key = tf.unstack(
+        tf.random.experimental.stateless_split(key, 5))
     image = tf.cast(image, tf.float32)
     mask = mask[..., None]
     if augment.scale is not None:
@@ -563,6 +611,8 @@ def _augment(image: tf.Tensor, mask: tf.Tensor, key: tf.Tensor, augment: Augment
         mask = tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask)
     if augment.color_jitter > 0:
         image = _jitter_colour(image, augment.color_jitter, colour_key)
+    if augment.zoom_out > 0:
+        image, mask = _zoom_out(image, mask, zoom_key, augment, size)
     image = tf.ensure_shape(image, (*size, 3))
     return image, tf.ensure_shape(mask[..., 0], size)
 
@@ -576,3 +626,32 @@ def _jitter_colour(image: tf.Tensor, strength: float, key: tf.Tensor) -> tf.Tens
     image = tf.image.stateless_random_contrast(image, low, high, contrast_key)
     image = tf.image.stateless_random_saturation(image, low, high, saturation_key)
     return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def _zoom_out(image: tf.Tensor, mask: tf.Tensor, key: tf.Tensor, augment: Augment,
+              size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
+    """With probability `augment.zoom_out`, the photo shrunk onto a plain canvas (see Augment)."""
+    apply_key, side_key, offset_key, colour_key = tf.unstack(
+        tf.random.experimental.stateless_split(key, 4))
+
+    def shrink() -> tuple[tf.Tensor, tf.Tensor]:
+        side = tf.random.stateless_uniform([], side_key, *augment.zoom_out_range)
+        full = tf.constant(size, tf.int32)
+        small = tf.maximum(1, tf.cast(tf.round(side * tf.cast(full, tf.float32)), tf.int32))
+        offset = tf.cast(tf.random.stateless_uniform([2], offset_key)
+                         * tf.cast(full - small + 1, tf.float32), tf.int32)
+        offset = tf.minimum(offset, full - small)
+        picture = tf.image.resize(image, small, method="bilinear")
+        labels = tf.image.resize(mask, small, method="nearest")
+        colour = tf.random.stateless_uniform([3], colour_key, 0.0, 255.0)
+        inside = tf.image.pad_to_bounding_box(tf.ones_like(picture[..., :1]), offset[0], offset[1],
+                                              *size)
+        placed = tf.image.pad_to_bounding_box(picture, offset[0], offset[1], *size)
+        canvas = placed + (1.0 - inside) * colour
+        shifted = tf.image.pad_to_bounding_box(tf.cast(labels, tf.int32) + 1, offset[0],
+                                               offset[1], *size)  # 0 marks the canvas
+        labels = tf.where(shifted == 0, augment.pad_label, shifted - 1)
+        return canvas, tf.cast(labels, mask.dtype)
+
+    chosen = tf.random.stateless_uniform([], apply_key) < augment.zoom_out
+    return tf.cond(chosen, shrink, lambda: (image, mask))

@@ -94,4 +94,5 @@ def dataset_for_card(card: dict, data: str | None, format: str | None = None) ->
     return load_dataset(data, format or card.get("dataset", {}).get("format", "oxford"),
                         classes=config.get("classes"), seed=config.get("seed", 0),
                         val_fraction=config.get("val_fraction", 0.1),
-                        test_fraction=config.get("test_fraction", 0.2))
+                        test_fraction=config.get("test_fraction", 0.2),
+                        holdout_minor_breeds=config.get("holdout_minor_breeds", False))

@@ -58,6 +58,9 @@ class TrainConfig:
     flip: bool = True
     scale: tuple[float, float] | None = (0.6, 1.0)
     color_jitter: float = 0.1
+    zoom_out: float = 0.0
+    freeze_encoder_bn: bool = False
+    holdout_minor_breeds: bool = False
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     seed: int = 0
@@ -179,7 +182,8 @@ def train(config: TrainConfig) -> Path:
     keras.utils.set_random_seed(config.seed)
     dataset = load_dataset(config.data, config.format, classes=config.classes,
                            val_fraction=config.val_fraction,
-                           test_fraction=config.test_fraction, seed=config.seed)
+                           test_fraction=config.test_fraction, seed=config.seed,
+                           holdout_minor_breeds=config.holdout_minor_breeds)
     for split in ("train", "val"):
         if not dataset.splits.get(split):
             raise TrainError(f"The dataset at {dataset.root} has no images in its {split!r} split.")
@@ -200,7 +204,8 @@ def train(config: TrainConfig) -> Path:
         history = history[: state["epoch"]]
         print(f"Resuming {config.arch} from epoch {state['epoch']} of {config.epochs}.")
 
-    augment = Augment(flip=config.flip, scale=config.scale, color_jitter=config.color_jitter)
+    augment = Augment(flip=config.flip, scale=config.scale, color_jitter=config.color_jitter,
+                      zoom_out=config.zoom_out, pad_label=_background_index(dataset))
     train_ds = make_tf_dataset(dataset, "train", input_size, arch.preprocessing, config.batch_size,
                                augment=augment, shuffle=True, seed=config.seed)
     val_ds = make_tf_dataset(dataset, "val", input_size, arch.preprocessing, config.batch_size)
@@ -217,6 +222,8 @@ def train(config: TrainConfig) -> Path:
             continue
         if encoder is not None:
             encoder.trainable = not frozen
+            if config.freeze_encoder_bn:
+                _freeze_batchnorm(encoder)
         with strategy.scope():
             _compile(model, config, dataset)
             if resumed and state["phase"] == phase and state["epoch"] > begin:
@@ -302,6 +309,20 @@ def _val_miou(model: keras.Model, val_ds, dataset: Dataset) -> float:
     return float(scores(cm)["miou"] or 0.0)
 
 
+def _background_index(dataset: Dataset) -> int:
+    """The class a zoom-out canvas is labelled with: "background" if the dataset has one."""
+    names = [c.name for c in dataset.classes]
+    return names.index("background") if "background" in names else dataset.ignore_index
+
+
+def _freeze_batchnorm(model: keras.Model) -> None:
+    """Keep BatchNorm statistics as loaded (Keras 3 runs a non-trainable BN in inference mode):
+    a pretrained encoder's statistics beat those of 8-image batches at another input size."""
+    for layer in _nested_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
 def _nested_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
     for layer in model.layers:
         yield layer
@@ -323,7 +344,9 @@ def _encoder_weights_note(config: TrainConfig, arch) -> str:
         return f"none: the {arch.encoder} encoder is trained from scratch (no ImageNet weights used)"
     if config.encoder_weights == "imagenet":
         return f"ImageNet {arch.encoder} (Keras download)"
-    return f"ImageNet {arch.encoder} from {Path(config.encoder_weights).name}"
+    name = Path(config.encoder_weights).name
+    source = "PASCAL VOC segmentation" if "voc" in name.lower() else "ImageNet"
+    return f"{source}-pretrained {arch.encoder} from {name}"
 
 
 def _model_card(config: TrainConfig, arch, model: keras.Model, dataset: Dataset,

@@ -10,7 +10,8 @@ from PIL import Image
 
 from segdemo.classes import PET_CLASSES, VOC_CLASSES
 from segdemo.data import (
-    Augment, DataError, Dataset, Sample, load_dataset, load_tfds, make_tf_dataset, resize_pair,
+    MINOR_BREED_MAX_IMAGES, Augment, DataError, Dataset, Sample, breed_of, load_dataset, load_tfds,
+    make_tf_dataset, resize_pair,
 )
 from tests.fixtures import (
     CLASS_COLOURS, HEIGHT, WIDTH, make_folders, make_oxford, make_voc, save_png, scene,
@@ -32,7 +33,7 @@ def test_oxford_layout_loads_with_trimap_minus_one(tmp_path):
     dataset = load_dataset(make_oxford(tmp_path), "oxford")
     assert (dataset.name, dataset.format, dataset.classes) == ("oxford-iiit-pet", "oxford", PET_CLASSES)
     sizes = {k: len(v) for k, v in dataset.splits.items()}
-    assert sizes == {"train": 5, "val": 1, "test": 3}
+    assert sizes == {"train": 5, "val": 1, "test": 3}  # one breed: nothing is minor, no probe
     assert {s.name for s in dataset.splits["test"]} == {"Cat_6", "Cat_7", "Cat_8"}
     sample = dataset.splits["train"][0]
     trimap = np.asarray(Image.open(sample.mask))
@@ -408,3 +409,34 @@ def test_tfds_examples_become_an_oxford_layout_read_like_a_local_copy(tmp_path, 
     np.testing.assert_array_equal(dataset.read_mask(sample), scene(5)[1])
     assert sample.image.parent.parent == tmp_path / "tfds" / "segdemo" / "oxford_iiit_pet-4.0.0"
     assert load_tfds(tmp_path / "tfds").splits == dataset.splits  # exported once, then reused
+
+
+def test_minor_breeds_form_a_probe_split_that_training_can_hold_out(tmp_path):
+    root = tmp_path / "pets"
+    names = [f"Big_{i}" for i in range(MINOR_BREED_MAX_IMAGES)] + ["Rare_1", "Rare_2"]
+    for i, name in enumerate(names + ["Big_test"]):
+        image, mask = scene(i)
+        save_png(image, root / "images" / f"{name}.png")
+        save_png(mask + 1, root / "annotations" / "trimaps" / f"{name}.png")
+    (root / "annotations" / "trainval.txt").write_text("".join(f"{n} 1 1 1\n" for n in names))
+    (root / "annotations" / "test.txt").write_text("Big_test 1 1 1\n")
+    seen = load_dataset(root, "oxford")
+    assert [s.name for s in seen.splits["probe"]] == ["Rare_1", "Rare_2"]
+    assert len(seen.splits["train"]) + len(seen.splits["val"]) == len(names)
+    held = load_dataset(root, "oxford", holdout_minor_breeds=True)
+    trained = {s.name for split in ("train", "val") for s in held.splits[split]}
+    assert trained == set(names) - {"Rare_1", "Rare_2"}
+    assert [s.name for s in held.splits["probe"]] == ["Rare_1", "Rare_2"]
+    assert breed_of("great_pyrenees_12") == "great_pyrenees"
+
+
+def test_zoom_out_shrinks_the_photo_onto_a_canvas_labelled_background(tmp_path):
+    dataset = load_dataset(make_oxford(tmp_path / "pets"), "oxford")
+    augment = Augment(flip=False, scale=None, zoom_out=1.0, zoom_out_range=(0.5, 0.5), pad_label=1)
+    _, masks = next(iter(make_tf_dataset(dataset, "train", (32, 32), "tf", 4, augment=augment)))
+    masks = masks.numpy()
+    for mask in masks:  # a 16x16 photo somewhere; the other 3/4 of the pixels are canvas
+        canvas = mask == 1
+        assert canvas.sum() >= 32 * 32 - 16 * 16
+    with pytest.raises(ValueError, match="zoom_out"):
+        Augment(zoom_out=1.5)

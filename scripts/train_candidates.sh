@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Candidate models for the unseen-breed work: the MobileNetV2 models from the PASCAL VOC
+# segmentation encoder and from the ImageNet one, at larger inputs, with zoom-out augmentation,
+# Dice+CE, the pretrained BatchNorm statistics kept, and the minor breeds held out as a probe.
+# Each run goes to runs/<name> (log runs/<name>.log), resumes from its checkpoint, skips finished
+# ones. Ship a run (copy into weights/<id>/ without checkpoint/) only when it beats the shipped
+# model on the probe (scripts/probe.sh), never on the test split alone.
+#   nohup bash scripts/train_candidates.sh [NAME...] > runs/train_candidates.log 2>&1 &
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+DATA=${SEGDEMO_DATA:-../shared/data/oxford-pets}
+IMAGENET=../shared/pretrained/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5
+VOC=../shared/pretrained/mobilenet_v2_1.0_voc_deeplab_no_top.weights.h5
+COMMON="--batch-size 8 --lr 5e-4 --freeze-encoder-epochs 2 --freeze-encoder-bn --zoom-out 0.3 --loss dice_ce --holdout-minor-breeds"
+
+declare -A ARCH=(
+  [deeplabv3plus_mobilenetv2_voc288]=deeplabv3plus_mobilenetv2
+  [unet_mobilenetv2_voc224]=unet_mobilenetv2
+  [deeplabv3plus_mobilenetv2_imagenet288]=deeplabv3plus_mobilenetv2
+)
+declare -A ARGS=(
+  [deeplabv3plus_mobilenetv2_voc288]="--img-size 288 --epochs 24 --encoder-weights $VOC"
+  [unet_mobilenetv2_voc224]="--img-size 224 --epochs 24 --encoder-weights $VOC"
+  [deeplabv3plus_mobilenetv2_imagenet288]="--img-size 288 --epochs 24 --encoder-weights $IMAGENET"
+)
+ORDER=(deeplabv3plus_mobilenetv2_voc288 unet_mobilenetv2_voc224 deeplabv3plus_mobilenetv2_imagenet288)
+mkdir -p runs
+for name in "${@:-${ORDER[@]}}"; do
+  out=runs/$name
+  if [ -f "$out/card.json" ]; then echo "$name: finished earlier, skipped"; continue; fi
+  resume=""
+  [ -f "$out/checkpoint/state.json" ] && resume="--resume"
+  echo "$(date -Is) $name: training $resume"
+  # shellcheck disable=SC2086
+  $PY -m segdemo train --arch "${ARCH[$name]}" --data "$DATA" --format oxford ${ARGS[$name]} $COMMON \
+    --out "$out" $resume >> "runs/$name.log" 2>&1
+  echo "$(date -Is) $name: exit $?"
+done
