@@ -20,6 +20,9 @@ Why this path (measured by `python -m segdemo benchmark`, figures in the README)
   boundaries (and was not faster); argmax at the input size followed by a nearest-neighbour
   upscale, the tutorials' shortcut, changed about 1.5 % of the pixels of real photos. Neither
   is used. The argmax is taken in int32 (not TF's default int64) to keep 12-megapixel masks small.
+
+TensorFlow is imported when a `Segmenter` is built, not with this module: the dashboard imports the
+drawing helpers below for its first page, which must not wait for TensorFlow's import (seconds).
 """
 from __future__ import annotations
 
@@ -30,7 +33,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from segdemo.artifacts import load_model
@@ -55,6 +57,8 @@ class Prediction:
 
     def probabilities(self) -> np.ndarray:
         """Class probabilities (H, W, C) at the original resolution, computed on demand."""
+        import tensorflow as tf
+
         resized = tf.image.resize(self.input_probabilities, self.mask.shape, method="bilinear")
         return resized.numpy()
 
@@ -65,6 +69,8 @@ class Segmenter:
     def __init__(self, model, card: dict, jit_compile: bool = False):
         """`jit_compile` compiles the network (not the resize back) with XLA; off by default
         because it was slower on CPU. Worth measuring on a GPU (`benchmark` reports both)."""
+        import tensorflow as tf
+
         self.model = model
         self.jit_compile = bool(jit_compile)
         self.card = card
@@ -120,7 +126,21 @@ class Segmenter:
 
     def input_probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Softmax probabilities (N, h, w, C) for a uint8 batch already at the input size."""
+        import tensorflow as tf
+
         return self._forward(tf.convert_to_tensor(batch, tf.uint8)).numpy()
+
+    def full_mask(self, input_probabilities: np.ndarray,
+                  size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(mask, confidence) at size=(width, height) from a `Prediction.input_probabilities`:
+        the same graph as `predict_batch`, so the same labels, for callers that keep only the
+        small input-size probabilities and need the full resolution later (a download)."""
+        import tensorflow as tf
+
+        width, height = size
+        mask, confidence = self._to_original(np.asarray(input_probabilities, np.float32),
+                                             tf.constant([height, width], tf.int32))
+        return mask.numpy(), confidence.numpy()
 
     def predict(self, image: ImageSource) -> Prediction:
         """Segment one image."""
@@ -131,10 +151,7 @@ class Segmenter:
         start = time.perf_counter()
         prepared = [self.prepare(image) for image in images]
         probs = self.input_probabilities(np.stack([p[0] for p in prepared]))
-        results = []
-        for p, (_, (width, height)) in zip(probs, prepared):
-            mask, confidence = self._to_original(p, tf.constant([height, width], tf.int32))
-            results.append(Prediction(mask.numpy(), confidence.numpy(), p))
+        results = [Prediction(*self.full_mask(p, size), p) for p, (_, size) in zip(probs, prepared)]
         elapsed = (time.perf_counter() - start) / len(results)
         for r in results:
             r.seconds = elapsed

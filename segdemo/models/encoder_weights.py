@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:  # keras is imported where it runs: the registry must import without TensorFlow
+    import keras
 
 # keras.applications constructor for each backbone, looked up at call time.
 REFERENCE_MODELS = {"mobilenetv2": "MobileNetV2", "xception": "Xception", "vgg16": "VGG16"}
@@ -45,6 +47,8 @@ def canonical_names(model: keras.Model) -> dict[str, keras.layers.Layer]:
 
 def _reference_model(backbone: str, encoder_weights: str | os.PathLike) -> keras.Model:
     """keras.applications' version of `backbone`, holding the requested weights."""
+    import keras
+
     class_name = REFERENCE_MODELS[backbone]
     constructor = getattr(keras.applications, class_name)
     expected = (f"a Keras 3 .weights.h5 file of keras.applications.{class_name}"

@@ -4,17 +4,14 @@ Adding an architecture = one builder module + one entry in ARCHITECTURES.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from typing import TYPE_CHECKING
 
-import keras
-
-from segdemo.models.deeplabv3plus import build_deeplabv3plus
-from segdemo.models.fcn import build_fcn8s
-from segdemo.models.unet import build_unet
-from segdemo.models.unet_mobilenetv2 import build_unet_mobilenetv2
+if TYPE_CHECKING:
+    import keras
 
 
 class UnknownArchitectureError(KeyError):
@@ -44,6 +41,16 @@ class Architecture:
                             encoder_weights=encoder_weights, **{**self.options, **options})
 
 
+def _lazy(module: str, name: str, **bound) -> Callable[..., keras.Model]:
+    """`module.name` (with `bound` keywords), imported on the first build: the registry's titles
+    and sizes then load without Keras, so the dashboard's first page does not wait for
+    TensorFlow."""
+    def build(*args, **kwargs):
+        return getattr(importlib.import_module(f"segdemo.models.{module}"), name)(
+            *args, **{**bound, **kwargs})
+    return build
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     arch.id: arch
     for arch in (
@@ -57,7 +64,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                 "pixel back at full size, reusing the detail seen at each step. Small and fast; "
                 "a good first choice."
             ),
-            builder=build_unet_mobilenetv2,
+            builder=_lazy("unet_mobilenetv2", "build_unet_mobilenetv2"),
             input_size=(128, 128),
             preprocessing="tf",
             encoder="mobilenetv2",
@@ -71,7 +78,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                 "object outlines with detail from early in the network. The MobileNetV2 encoder "
                 "keeps it light and can start from ImageNet training."
             ),
-            builder=partial(build_deeplabv3plus, backbone="mobilenetv2"),
+            builder=_lazy("deeplabv3plus", "build_deeplabv3plus", backbone="mobilenetv2"),
             input_size=(224, 224),
             preprocessing="tf",
             encoder="mobilenetv2",
@@ -86,7 +93,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                 "the MobileNetV2 version; here it trains from scratch, as ImageNet weights exist "
                 "only for the full-width encoder."
             ),
-            builder=partial(build_deeplabv3plus, backbone="xception"),
+            builder=_lazy("deeplabv3plus", "build_deeplabv3plus", backbone="xception"),
             input_size=(224, 224),
             preprocessing="tf",
             encoder="xception",
@@ -101,7 +108,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                 "enlarged in three steps, each adding detail from an earlier, sharper layer. "
                 "Simple and historically important; usually less precise than DeepLabV3+."
             ),
-            builder=build_fcn8s,
+            builder=_lazy("fcn", "build_fcn8s"),
             input_size=(224, 224),
             preprocessing="caffe",
             encoder="vgg16",
@@ -116,7 +123,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                 "across at every size. It learns everything from your images alone, with no "
                 "pretraining, so it suits simple or unusual images more than everyday photos."
             ),
-            builder=build_unet,
+            builder=_lazy("unet", "build_unet"),
             input_size=(128, 128),
             preprocessing="unit",
             encoder=None,
