@@ -1,57 +1,97 @@
 """SegDemo dashboard: `streamlit run streamlit_app.py [-- --data PATH --format oxford]`.
 
 Layout and widgets only; what is shown comes from `segdemo.dashboard` and `segdemo.plots`.
-Models load once per process and predictions are cached per (image content, model), so moving a
-slider, switching tabs or toggling the legend re-runs no inference.
+Inference goes through `segdemo.batching`: one queue per model in the process, shared by every
+session, which batches the photos waiting into one network call; results are kept per (model,
+photo content) in byte-bounded caches, so moving a slider, switching tabs or toggling the legend
+re-runs no inference. TensorFlow is imported only by the model loader, in the background (the
+default model starts loading at the first page view), so the first page does not wait for it.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import sys
+import time
+from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import streamlit as st
+from PIL import Image
 
+from segdemo import batching
 from segdemo import dashboard as db
 from segdemo import plots
 from segdemo.artifacts import ModelLoadError
-from segdemo.data import DataError, load_dataset
 from segdemo.images import ImageError
-from segdemo.inference import class_shares, colorize, mask_png, overlay, png_bytes
+from segdemo.inference import colorize, mask_png, overlay, png_bytes
 
 st.set_page_config(page_title="SegDemo", page_icon="🐾", layout="wide")
 CONFIG = db.parse_config(sys.argv[1:], os.environ)
 TABS = ("Segment", "Compare", "Training", "Evaluation")
 Input = tuple[str, "db.InputImage | str"]  # (name, decoded image or the error shown for it)
 BROWSE_PAGE = 4  # evaluation images shown at a time
+# Serving (process-wide): networks run one at a time on a CPU (each uses every core); a queue
+# takes up to MAX_BATCH waiting photos, waiting MAX_WAIT_S for more, into one call.
+COMPUTE_SLOTS, MAX_BATCH, MAX_WAIT_S = 1, 8, 0.005
+RESULT_BYTES = 192 * 2**20  # finished results: display-sized masks + input-size probabilities
+PHOTO_BYTES = 320 * 2**20   # decoded photos (full resolution, for inference and downloads) + shrunk
+WAIT_POLL_S = 0.25          # how often a waiting page updates its queue line
+LOG = logging.getLogger("segdemo.app")
 
 
 # ----------------------------------------------------------------------------- cached resources
 
 
 @st.cache_resource(show_spinner=False)
+def server() -> SimpleNamespace:
+    """The process's serving state, shared by every session: a queue per model (`pool`), finished
+    results (`results`) and decoded photos (`photos`), both bounded in bytes, and what TensorFlow
+    runs on once the first model has loaded (`info`)."""
+    info: dict = {}
+    return SimpleNamespace(
+        pool=batching.PredictorPool(partial(_load_predictor, batching.ComputeSlots(COMPUTE_SLOTS),
+                                            info)),
+        results=batching.ResultStore(RESULT_BYTES), photos=batching.ByteLRU(PHOTO_BYTES), info=info)
+
+
+def _load_predictor(slots: batching.ComputeSlots, info: dict,
+                    folder: Path) -> batching.BatchingPredictor:
+    """Runs in a loader thread. The first load sizes TensorFlow's thread pools (before TensorFlow
+    runs anything) and finds the device; then the model loads and traces once."""
+    if "threads" not in info:
+        info["threads"] = batching.configure_threads(slots.slots)
+        info["device"] = db.device_label()
+        LOG.info("TensorFlow threads: %s; device: %s", info["threads"], info["device"])
+    segmenter = db.load_segmenter(folder)
+    finish = partial(batching.shown_prediction, num_classes=len(segmenter.classes),
+                     side=db.DISPLAY_SIDE)
+    return batching.BatchingPredictor(segmenter, max_batch=MAX_BATCH, max_wait_s=MAX_WAIT_S,
+                                      slots=slots, finish=finish, name=folder.name)
+
+
 def device() -> str:
-    return db.device_label()
+    """Known once TensorFlow has started (in the background): the first page does not wait."""
+    return server().info.get("device", "… (TensorFlow is starting)")
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def model(cache_key: str, _folder: Path):
-    """(Segmenter, None) or (None, reason): a failed load is remembered too, not retried per rerun."""
-    try:
-        return db.load_segmenter(_folder), None
-    except ModelLoadError as exc:
-        return None, str(exc)
-
-
-@st.cache_resource(show_spinner=False, max_entries=64)
-def prediction(model_key: str, digest: str, _segmenter, _image: db.InputImage):
-    return db.run_inference(_segmenter, _image)
-
-
-@st.cache_resource(show_spinner=False, max_entries=64)
 def decode(data: bytes, name: str) -> db.InputImage:
-    return db.decode_input(data, name)
+    """Decoded once per (content, name) while it stays in the byte-bounded photo cache."""
+    key = (hashlib.sha256(data).hexdigest(), name)
+    photos = server().photos
+    if (hit := photos.get(key)) is None:
+        item = db.decode_input(data, name)
+        photos.put(key, hit := (item, db.shrink(item.image)))
+    return hit[0]
+
+
+def display_photo(item: db.InputImage) -> Image.Image:
+    """The photo shrunk for display, made once (with the decode) rather than on every rerun."""
+    hit = server().photos.get((item.digest, item.name))
+    return hit[1] if hit is not None else db.shrink(item.image)
 
 
 @st.cache_resource(show_spinner=False)
@@ -61,6 +101,8 @@ def example(function: str, name: str) -> db.InputImage:
 
 @st.cache_resource(show_spinner=False)
 def dataset(path: str, format: str):
+    from segdemo.data import DataError, load_dataset  # TensorFlow: only once a dataset is used
+
     try:
         return load_dataset(path, format), None
     except DataError as exc:
@@ -68,19 +110,83 @@ def dataset(path: str, format: str):
 
 
 def segmenter_for(entry: db.ModelEntry):
-    with st.spinner(f"Loading {entry.title}…"):
-        loaded, problem = model(entry.cache_key, entry.folder)
-    if problem:
-        st.error(f"{entry.title} is unavailable: {problem}")
-    return loaded
+    """The loaded segmenter (for downloads at full size), or None while loading or after a failure."""
+    predictor = server().pool.ready(entry.cache_key)
+    return None if predictor is None else predictor.segmenter
 
 
-def predict(entry: db.ModelEntry, image: db.InputImage):
-    segmenter = segmenter_for(entry)
-    if segmenter is None:
-        return None
-    with st.spinner(f"Segmenting {image.name} with {entry.title}…"):
-        return prediction(entry.cache_key, image.digest, segmenter, image)
+def request(entry: db.ModelEntry, image: db.InputImage) -> Future:
+    """The (model, photo) result as a future: finished, already running (another rerun or session
+    asked first) or queued now, behind the model's loading if it has not loaded yet."""
+    def start() -> Future:
+        loading = server().pool.get(entry.cache_key, entry.folder)
+        return batching.chain(loading, lambda predictor: db.submit_inference(predictor, image))
+    return server().results.request((entry.cache_key, image.digest), start)
+
+
+def prefetch(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
+    """Queue every (model, photo) of the page before waiting for any, so that the models' queues
+    work side by side and a session's photos share batches."""
+    for _, item in inputs:
+        if not isinstance(item, str):
+            for entry in chosen:
+                request(entry, item)
+
+
+def predict(entry: db.ModelEntry, image: db.InputImage) -> batching.Timed | None:
+    """`Timed(ShownPrediction)` for `image`, waiting with the queue position on the page; None
+    (with the error shown) when the model cannot be loaded or the photo cannot be segmented."""
+    future = request(entry, image)
+    if not future.done():
+        _wait(future, f"{entry.title} · {image.name}")
+    try:
+        return future.result()
+    except ModelLoadError as exc:
+        st.error(f"{entry.title} is unavailable: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one photo's failure must not take the page down
+        LOG.exception("segmenting %s with %s failed", image.name, entry.id)
+        st.error(f"{image.name} could not be segmented with {entry.title}: {exc}")
+    return None
+
+
+def _wait(future: Future, what: str) -> None:
+    """Wait with the page alive: a line says where the photo is (loading the model, photos ahead,
+    being segmented) and how long it has waited. Each update also lets Streamlit stop the run when
+    a widget changes; the request carries on and its result lands in the cache."""
+    line = st.empty()
+    start = time.monotonic()
+    while True:
+        try:
+            future.result(timeout=WAIT_POLL_S)
+            break
+        except TimeoutError:
+            pass
+        except Exception:  # noqa: BLE001 - the caller reports it
+            break
+        ahead = future.ahead()
+        state = ("loading the model" if ahead is None else "segmenting" if ahead == 0
+                 else f"{ahead} photo{'s' if ahead > 1 else ''} ahead in the queue")
+        line.caption(f"⏳ {what}: {state} · {time.monotonic() - start:.1f} s")
+    line.empty()
+
+
+def warm_up(entries: list[db.ModelEntry]) -> None:
+    """Start loading the default model (the first usable one, checked in the sidebar) in the
+    background at the first page view, so that the first photo finds it ready; a no-op after."""
+    default = next((e for e in entries if e.ready), None)
+    if default is not None:
+        server().pool.get(default.cache_key, default.folder)
+
+
+def forget_removed(inputs: list[Input]) -> None:
+    """Release what this session's photos held once they are gone from its inputs (an upload
+    removed, another example picked): their decoded pixels and their results."""
+    current = {item.digest for _, item in inputs if not isinstance(item, str)}
+    gone = st.session_state.get("_photo_digests", set()) - current
+    if gone:
+        server().photos.discard(lambda key: key[0] in gone)
+        server().results.discard(lambda key: key[1] in gone)
+    st.session_state["_photo_digests"] = current
 
 
 # ----------------------------------------------------------------------------- sidebar
@@ -164,6 +270,7 @@ def _dataset_samples() -> list:
 def segment_tab(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
     opacity = st.session_state.get("opacity", 0.5)
     with_confidence = st.session_state.get("confidence", False)
+    prefetch(chosen, inputs)
     for index, (name, item) in enumerate(inputs):
         st.subheader(name)
         if isinstance(item, str):
@@ -171,14 +278,14 @@ def segment_tab(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
             continue
         width, height = item.image.size
         st.caption(f"{width}×{height} pixels")
-        shown = db.shrink(item.image)
+        shown = display_photo(item)
         for entry in chosen:
-            result = predict(entry, item)
-            if result is None:
+            timed = predict(entry, item)
+            if timed is None:
                 continue
-            classes = entry.classes
-            mask = db.shrink_array(result.mask)
-            st.markdown(f"**{entry.title}** · {db.latency_text(result.seconds, entry.benchmark_p50_ms)}")
+            result, classes = timed.value, entry.classes
+            mask = result.mask  # already display-sized
+            st.markdown(f"**{entry.title}** · {timing_text(entry, timed)}")
             cols = st.columns(4 if with_confidence else 3)
             cols[0].image(shown, caption="Input", width="stretch")
             cols[1].image(colorize(mask, classes), caption="Mask", width="stretch")
@@ -186,27 +293,45 @@ def segment_tab(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
                 cols[1].markdown(db.legend_html(classes), unsafe_allow_html=True)
             cols[2].image(overlay(shown, mask, classes, opacity),
                           caption=f"Overlay ({opacity:.0%} mask)", width="stretch")
-            shares = class_shares(result.mask, len(classes))
             cols[2].caption("Covers: " + " · ".join(
-                f"{c.name} {s:.1%}" for c, s in zip(classes, shares)))
+                f"{c.name} {s:.1%}" for c, s in zip(classes, result.shares)))
             if with_confidence:
-                cols[3].image(db.confidence_image(db.shrink_array(result.confidence)),
-                              caption=f"Confidence (mean {result.confidence.mean():.0%})",
+                cols[3].image(db.confidence_image(result.confidence),
+                              caption=f"Confidence (mean {result.mean_confidence:.0%})",
                               width="stretch")
             key = f"{index}_{entry.id}"
             cols[1].download_button(
-                "Mask PNG (class indices)", partial(mask_png, result.mask, classes),
+                "Mask PNG (class indices)", partial(_mask_png, entry, result),
                 file_name=f"{item.stem}_{entry.id}_mask.png", mime="image/png",
                 key=f"mask_{key}", on_click="ignore")
             cols[2].download_button(
-                "Overlay PNG", partial(_overlay_png, item, result.mask, classes, opacity),
+                "Overlay PNG", partial(_overlay_png, entry, item, result, opacity),
                 file_name=f"{item.stem}_{entry.id}_overlay.png", mime="image/png",
                 key=f"overlay_{key}", on_click="ignore")
 
 
-def _overlay_png(item: db.InputImage, mask, classes, opacity: float) -> bytes:
+def timing_text(entry: db.ModelEntry, timed: batching.Timed) -> str:
+    """The segmenter's time for this photo and the benchmark's, then how long the photo queued and
+    with how many photos its network call ran."""
+    return (f"{db.latency_text(timed.value.seconds, p50_ms=entry.benchmark_p50_ms)} · queued "
+            f"{timed.queue_seconds * 1000:.0f} ms, batch of {timed.batch_size}")
+
+
+def full_mask(entry: db.ModelEntry, result: batching.ShownPrediction):
+    """The full-resolution mask, rebuilt from the kept input-size probabilities (the same labels
+    the network gave; nothing full-resolution is kept between reruns)."""
+    return segmenter_for(entry).full_mask(result.input_probabilities, result.size)[0]
+
+
+def _mask_png(entry: db.ModelEntry, result: batching.ShownPrediction) -> bytes:
+    """Full-resolution mask PNG, made only when the download is clicked."""
+    return mask_png(full_mask(entry, result), entry.classes)
+
+
+def _overlay_png(entry: db.ModelEntry, item: db.InputImage, result: batching.ShownPrediction,
+                 opacity: float) -> bytes:
     """Full-resolution overlay, made only when the download is clicked."""
-    return png_bytes(overlay(item.image, mask, classes, opacity))
+    return png_bytes(overlay(item.image, full_mask(entry, result), entry.classes, opacity))
 
 
 def compare_tab(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
@@ -216,18 +341,19 @@ def compare_tab(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
         return
     name = st.selectbox("Image", list(valid), key="compare_image")
     item = valid[name]
-    shown = db.shrink(item.image)
+    shown = display_photo(item)
     opacity = st.session_state.get("opacity", 0.5)
-    results = {e.id: r for e in chosen if (r := predict(e, item)) is not None}
+    prefetch(chosen, [(name, item)])
+    results = {e.id: timed.value for e in chosen if (timed := predict(e, item)) is not None}
     ready = [e for e in chosen if e.id in results]
     for start in range(0, len(ready), 3):
         cols = st.columns(3)
         for col, entry in zip(cols, ready[start:start + 3]):
             result = results[entry.id]
-            col.image(overlay(shown, db.shrink_array(result.mask), entry.classes, opacity),
+            col.image(overlay(shown, result.mask, entry.classes, opacity),
                       caption=f"{entry.title} · {result.seconds * 1000:.0f} ms", width="stretch")
     if len(ready) >= 2:
-        counts = db.disagreement([db.shrink_array(results[e.id].mask) for e in ready])
+        counts = db.disagreement([results[e.id].mask for e in ready])
         st.plotly_chart(plots.disagreement_figure(counts, len(ready)), key="disagreement")
     st.dataframe(db.comparison_rows(chosen, {k: r.seconds for k, r in results.items()}),
                  hide_index=True)
@@ -265,6 +391,8 @@ def evaluation_tab(chosen: list[db.ModelEntry]) -> None:
 
 
 def browse_dataset(chosen: list[db.ModelEntry]) -> None:
+    from segdemo.data import DataError
+
     data, problem = dataset(str(CONFIG.data_dir), CONFIG.data_format)
     if problem:
         st.error(problem)
@@ -308,6 +436,8 @@ def browse_dataset(chosen: list[db.ModelEntry]) -> None:
 @st.cache_resource(show_spinner="Scoring held-out images…", max_entries=8)
 def live_ranking(model_key: str, path: str, format: str, _entry: db.ModelEntry) -> list:
     """Per-image scores of the first held-out images, worst first (once per model and dataset)."""
+    from segdemo.data import DataError
+
     data, _ = dataset(path, format)
     names = [c.name for c in data.classes]
     scores = []
@@ -318,11 +448,12 @@ def live_ranking(model_key: str, path: str, format: str, _entry: db.ModelEntry) 
         except DataError:
             continue  # reported when the image is shown
         if result is not None:
-            scores.append(db.score_image(sample.name, result.mask, truth, names, data.ignore_index))
+            scores.append(db.score_image(sample.name, full_mask(_entry, result), truth, names,
+                                         data.ignore_index))
     return db.worst_first(scores)
 
 
-def _sample_prediction(entry: db.ModelEntry, sample):
+def _sample_prediction(entry: db.ModelEntry, sample) -> batching.ShownPrediction | None:
     try:
         _, item = _decoded(sample.image.read_bytes(), sample.image.name)
     except OSError as exc:
@@ -330,7 +461,8 @@ def _sample_prediction(entry: db.ModelEntry, sample):
     if isinstance(item, str):
         st.error(item)
         return None
-    return predict(entry, item)
+    timed = predict(entry, item)
+    return None if timed is None else timed.value
 
 
 # ----------------------------------------------------------------------------- page
@@ -338,7 +470,9 @@ def _sample_prediction(entry: db.ModelEntry, sample):
 
 def main() -> None:
     entries = db.discover_models(CONFIG.weights_dir)
+    warm_up(entries)
     chosen, inputs = sidebar(entries)
+    forget_removed(inputs)
     st.title("Semantic segmentation, side by side")
     if not any(e.ready for e in entries):
         st.warning(f"No trained model in `{CONFIG.weights_dir}` yet. Train one, e.g. "

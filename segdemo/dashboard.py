@@ -22,7 +22,6 @@ from segdemo.artifacts import (BENCHMARK_FILE, CARD_FILE, HISTORY_FILE, METRICS_
                                check_model_dir, read_card, read_optional_json)
 from segdemo.classes import ClassInfo
 from segdemo.images import open_image, resize_nearest
-from segdemo.metrics import confusion_matrix, scores
 from segdemo.models.registry import ARCHITECTURES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +35,8 @@ DISPLAY_SIDE = 1024
 # Held-out images scored live when metrics.json does not cover the dataset (bounds the wait).
 LIVE_EVAL_LIMIT = 24
 
-# Incremented by `run_inference`, the only place the dashboard calls `Segmenter.predict`.
+# Incremented by `run_inference` and `submit_inference`, the only places the dashboard asks for
+# inference.
 inference_calls = 0
 
 
@@ -245,6 +245,14 @@ def run_inference(segmenter, image: InputImage):
     return segmenter.predict(image.image)
 
 
+def submit_inference(predictor, image: InputImage):
+    """Queue `image` on a `segdemo.batching.Predictor` (the app's path: the result comes back on
+    the returned future); counted in `inference_calls` like `run_inference`."""
+    global inference_calls
+    inference_calls += 1
+    return predictor.submit(image.image)
+
+
 def display_size(size: tuple[int, int], side: int = DISPLAY_SIDE) -> tuple[int, int]:
     width, height = size
     scale = min(1.0, side / max(width, height))
@@ -373,6 +381,8 @@ def ranked_test_images(entry: ModelEntry, sample_names: Sequence[str]) -> list[I
 
 def score_image(name: str, prediction_mask: np.ndarray, truth: np.ndarray,
                 class_names: Sequence[str], ignore_index: int) -> ImageScore:
+    from segdemo.metrics import confusion_matrix, scores  # TensorFlow: not for the first page
+
     cm = confusion_matrix(truth, prediction_mask, len(class_names), ignore_index)
     result = scores(cm, list(class_names))
     return ImageScore(name, result["miou"], result["pixel_accuracy"])
