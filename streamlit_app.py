@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import sys
+import threading
 import time
 from concurrent.futures import Future
 from functools import partial
@@ -28,6 +29,7 @@ from segdemo import plots
 from segdemo.artifacts import ModelLoadError
 from segdemo.images import ImageError
 from segdemo.inference import colorize, mask_png, overlay, png_bytes
+from streamlit.runtime.uploaded_file_manager import DeletedFile
 
 st.set_page_config(page_title="SegDemo", page_icon="🐾", layout="wide")
 CONFIG = db.parse_config(sys.argv[1:], os.environ)
@@ -40,6 +42,7 @@ COMPUTE_SLOTS, MAX_BATCH, MAX_WAIT_S = 1, 8, 0.005
 RESULT_BYTES = 192 * 2**20  # finished results: display-sized masks + input-size probabilities
 PHOTO_BYTES = 320 * 2**20   # decoded photos (full resolution, for inference and downloads) + shrunk
 WAIT_POLL_S = 0.25          # how often a waiting page updates its queue line
+WARM_UP_DELAY_S = 3.0       # after the first page view, before the default model starts loading
 LOG = logging.getLogger("segdemo.app")
 
 
@@ -49,13 +52,14 @@ LOG = logging.getLogger("segdemo.app")
 @st.cache_resource(show_spinner=False)
 def server() -> SimpleNamespace:
     """The process's serving state, shared by every session: a queue per model (`pool`), finished
-    results (`results`) and decoded photos (`photos`), both bounded in bytes, and what TensorFlow
-    runs on once the first model has loaded (`info`)."""
+    results (`results`) and decoded photos (`photos`), both bounded in bytes, what TensorFlow runs
+    on once the first model has loaded (`info`), and whether `warm_up` has run."""
     info: dict = {}
     return SimpleNamespace(
         pool=batching.PredictorPool(partial(_load_predictor, batching.ComputeSlots(COMPUTE_SLOTS),
                                             info)),
-        results=batching.ResultStore(RESULT_BYTES), photos=batching.ByteLRU(PHOTO_BYTES), info=info)
+        results=batching.ResultStore(RESULT_BYTES), photos=batching.ByteLRU(PHOTO_BYTES), info=info,
+        warm_up_started=False)
 
 
 def _load_predictor(slots: batching.ComputeSlots, info: dict,
@@ -142,19 +146,20 @@ def predict(entry: db.ModelEntry, image: db.InputImage) -> batching.Timed | None
     try:
         return future.result()
     except ModelLoadError as exc:
-        st.error(f"{entry.title} is unavailable: {exc}")
+        st.error(f"{entry.title} is unavailable: {db.plain(exc)}")
     except Exception as exc:  # noqa: BLE001 - one photo's failure must not take the page down
         LOG.exception("segmenting %s with %s failed", image.name, entry.id)
-        st.error(f"{image.name} could not be segmented with {entry.title}: {exc}")
+        st.error(db.plain(f"{image.name} could not be segmented with {entry.title}: {exc}"))
     return None
 
 
 def _wait(future: Future, what: str) -> None:
     """Wait with the page alive: a line says where the photo is (loading the model, photos ahead,
-    being segmented) and how long it has waited. Each update also lets Streamlit stop the run when
-    a widget changes; the request carries on and its result lands in the cache."""
+    being segmented) and for how many seconds it has waited. The line is re-sent only when its
+    text changes (each update costs every waiting browser a re-render); each update also lets
+    Streamlit stop the run when a widget changes, while the request carries on into the cache."""
     line = st.empty()
-    start = time.monotonic()
+    start, shown = time.monotonic(), ""
     while True:
         try:
             future.result(timeout=WAIT_POLL_S)
@@ -166,16 +171,27 @@ def _wait(future: Future, what: str) -> None:
         ahead = future.ahead()
         state = ("loading the model" if ahead is None else "segmenting" if ahead == 0
                  else f"{ahead} photo{'s' if ahead > 1 else ''} ahead in the queue")
-        line.caption(f"⏳ {what}: {state} · {time.monotonic() - start:.1f} s")
+        text = f"⏳ {what}: {state} · {time.monotonic() - start:.0f} s"
+        if text != shown:
+            line.caption(shown := text)
     line.empty()
 
 
-def warm_up(entries: list[db.ModelEntry]) -> None:
+def warm_up() -> None:
     """Start loading the default model (the first usable one, checked in the sidebar) in the
-    background at the first page view, so that the first photo finds it ready; a no-op after."""
-    default = next((e for e in entries if e.ready), None)
+    background WARM_UP_DELAY_S after the first page view, so that the first photo finds it ready.
+    Not at once: TensorFlow's import holds the interpreter for seconds, and the server could not
+    send the page meanwhile (the first page took 5.5 s instead of 2.9 s). A photo uploaded sooner
+    starts the load itself."""
+    state = server()
+    if state.warm_up_started:
+        return
+    state.warm_up_started = True
+    default = next((e for e in db.discover_models(CONFIG.weights_dir) if e.ready), None)
     if default is not None:
-        server().pool.get(default.cache_key, default.folder)
+        timer = threading.Timer(WARM_UP_DELAY_S, state.pool.get, (default.cache_key, default.folder))
+        timer.daemon = True
+        timer.start()
 
 
 def forget_removed(inputs: list[Input]) -> None:
@@ -206,14 +222,12 @@ def sidebar(entries: list[db.ModelEntry]) -> tuple[list[db.ModelEntry], list[Inp
                        disabled=not e.ready, help=e.description):
             chosen.append(e)
         if e.problem != "not trained":
-            sb.caption(e.summary if e.ready else f"{e.problem[0].upper()}{e.problem[1:]}")
+            sb.caption(e.summary if e.ready else db.plain(f"{e.problem[0].upper()}{e.problem[1:]}"))
     sb.subheader("Image")
     source = sb.radio("Source", ["Upload", "Camera", "Examples"], horizontal=True, key="source")
     inputs: list[Input] = []
     if source == "Upload":
-        files = sb.file_uploader("Photos", type=list(db.UPLOAD_TYPES), accept_multiple_files=True,
-                                 key="uploads") or []
-        inputs = [_decoded(f.getvalue(), f.name) for f in files]
+        inputs = _uploads(sb)
     elif source == "Camera":
         shot = sb.camera_input("Take a photo", key="camera")
         if shot is not None:
@@ -230,9 +244,23 @@ def sidebar(entries: list[db.ModelEntry]) -> tuple[list[db.ModelEntry], list[Inp
     sb.toggle("Show legend", value=True, key="legend")
     sb.toggle("Confidence map", value=False, key="confidence",
               help="Highest class probability per pixel: dark = unsure, yellow = sure.")
-    sb.caption(f"Models from `{CONFIG.weights_dir}`"
-               + (f" · dataset `{CONFIG.data_dir}`" if CONFIG.data_dir else ""))
+    sb.caption(f"Models from {db.plain(CONFIG.weights_dir)}"
+               + (f" · dataset {db.plain(CONFIG.data_dir)}" if CONFIG.data_dir else ""))
     return chosen, inputs
+
+
+def _uploads(sb) -> list[Input]:
+    """The uploader (a fixed key: no rerun can swap it for a new, empty one) and its files. Any
+    type is taken, so that a wrong one is named on the page instead of only marked red in the
+    uploader; files the server no longer holds are reported, not silently dropped."""
+    files = sb.file_uploader("Photos", accept_multiple_files=True, key="uploads") or []
+    sb.caption(db.upload_rules(st.get_option("server.maxUploadSize")))
+    inputs = [(f.name, problem) if (problem := db.upload_problem(f.name))
+              else _decoded(f.getvalue(), f.name) for f in files]
+    lost = sum(isinstance(f, DeletedFile) for f in st.session_state.get("uploads") or [])
+    if lost:
+        inputs.append(("Uploads lost", db.LOST_UPLOADS.format(count=lost)))
+    return inputs
 
 
 def _decoded(data: bytes, name: str) -> Input:
@@ -259,9 +287,9 @@ def _dataset_samples() -> list:
         return []
     data, problem = dataset(str(CONFIG.data_dir), CONFIG.data_format)
     if problem:
-        st.sidebar.error(problem)
+        st.sidebar.error(db.plain(problem))
         return []
-    return data.splits.get("test") or data.splits.get("val") or []
+    return db.held_out(data)[1]
 
 
 # ----------------------------------------------------------------------------- tabs
@@ -272,9 +300,9 @@ def segment_tab(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
     with_confidence = st.session_state.get("confidence", False)
     prefetch(chosen, inputs)
     for index, (name, item) in enumerate(inputs):
-        st.subheader(name)
+        st.subheader(db.plain(name))
         if isinstance(item, str):
-            st.error(item)
+            st.error(db.plain(item))
             continue
         width, height = item.image.size
         st.caption(f"{width}×{height} pixels")
@@ -291,10 +319,12 @@ def segment_tab(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
             cols[1].image(colorize(mask, classes), caption="Mask", width="stretch")
             if st.session_state.get("legend", True):
                 cols[1].markdown(db.legend_html(classes), unsafe_allow_html=True)
+                for note in db.class_notes(classes):
+                    cols[1].caption(note)
             cols[2].image(overlay(shown, mask, classes, opacity),
                           caption=f"Overlay ({opacity:.0%} mask)", width="stretch")
             cols[2].caption("Covers: " + " · ".join(
-                f"{c.name} {s:.1%}" for c, s in zip(classes, result.shares)))
+                f"{db.plain(c.name)} {s:.1%}" for c, s in zip(classes, result.shares)))
             if with_confidence:
                 cols[3].image(db.confidence_image(result.confidence),
                               caption=f"Confidence (mean {result.mean_confidence:.0%})",
@@ -308,6 +338,8 @@ def segment_tab(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
                 "Overlay PNG", partial(_overlay_png, entry, item, result, opacity),
                 file_name=f"{item.stem}_{entry.id}_overlay.png", mime="image/png",
                 key=f"overlay_{key}", on_click="ignore")
+            if note := db.out_of_domain_note(result.mask, result.confidence, classes):
+                st.warning(note)
 
 
 def timing_text(entry: db.ModelEntry, timed: batching.Timed) -> str:
@@ -351,7 +383,8 @@ def compare_tab(chosen: list[db.ModelEntry], inputs: list[Input]) -> None:
         for col, entry in zip(cols, ready[start:start + 3]):
             result = results[entry.id]
             col.image(overlay(shown, result.mask, entry.classes, opacity),
-                      caption=f"{entry.title} · {result.seconds * 1000:.0f} ms", width="stretch")
+                      caption=f"{entry.title} · segmenter {result.seconds * 1000:.0f} ms",
+                      width="stretch")
     if len(ready) >= 2:
         counts = db.disagreement([results[e.id].mask for e in ready])
         st.plotly_chart(plots.disagreement_figure(counts, len(ready)), key="disagreement")
@@ -364,22 +397,32 @@ def training_tab(chosen: list[db.ModelEntry]) -> None:
     if histories:
         st.plotly_chart(plots.history_figure(histories), key="history")
     for e in chosen:
-        if not e.history:
+        if e.history_problem:
+            st.warning(f"{e.title}: {db.plain(e.history_problem)}")
+        elif not e.history:
             st.caption(f"{e.title}: no history.json.")
     st.dataframe(db.training_rows(chosen), hide_index=True)
 
 
 def evaluation_tab(chosen: list[db.ModelEntry]) -> None:
+    for e in chosen:
+        if e.metrics_problem:
+            st.warning(f"{e.title}: {db.plain(e.metrics_problem)}")
     scored = [e for e in chosen if e.per_class_iou]
     if scored:
-        st.plotly_chart(plots.iou_bars({e.title: e.per_class_iou for e in scored}), key="iou_bars")
+        st.subheader("Scores from each model's metrics.json")
+        st.dataframe(db.score_rows(scored), hide_index=True)
+        bars = plots.iou_bars({e.title: e.per_class_iou for e in scored})
+        bars.update_layout(title=f"Per-class IoU · {db.common_source(scored)}")
+        st.plotly_chart(bars, key="iou_bars")
         cols = st.columns(min(len(scored), 3))
         for i, e in enumerate(scored):
             result = e.metrics["original_resolution"]
             if result.get("confusion_matrix"):
                 cols[i % len(cols)].plotly_chart(
                     plots.confusion_figure(result["confusion_matrix"], list(result["iou"]),
-                                           e.title), key=f"confusion_{e.id}")
+                                           f"{e.title} · {db.metrics_source(e)}"),
+                    key=f"confusion_{e.id}")
     else:
         st.info("None of the chosen models has a metrics.json "
                 "(`python -m segdemo evaluate --model FOLDER --data PATH` writes one).")
@@ -395,21 +438,24 @@ def browse_dataset(chosen: list[db.ModelEntry]) -> None:
 
     data, problem = dataset(str(CONFIG.data_dir), CONFIG.data_format)
     if problem:
-        st.error(problem)
+        st.error(db.plain(problem))
         return
-    st.subheader(f"Held-out images of {data.name}, worst first")
+    st.subheader(f"Held-out images of {db.plain(data.name)}, worst first")
     titles = {e.title: e for e in chosen}
     entry = titles[st.selectbox("Model", list(titles), key="eval_model")]
     if len(entry.classes) != data.num_classes:
         st.warning(f"{entry.title} predicts {len(entry.classes)} classes; this dataset has "
                    f"{data.num_classes}.")
         return
-    samples = {s.name: s for s in (data.splits.get("test") or data.splits.get("val") or [])}
+    split, held_out = db.held_out(data)
+    samples = {s.name: s for s in held_out}
     ranked = db.ranked_test_images(entry, list(samples))
     if ranked is None:
-        st.caption(f"metrics.json does not cover this dataset: scoring the first "
-                   f"{db.LIVE_EVAL_LIMIT} held-out images live.")
+        st.caption(db.live_sample_text(db.plain(data.name), split, len(held_out)))
         ranked = live_ranking(entry.cache_key, str(CONFIG.data_dir), CONFIG.data_format, entry)
+    else:
+        st.caption(f"Per-image scores from {entry.title}'s metrics.json "
+                   f"({db.plain(db.metrics_source(entry))}).")
     if not ranked:
         st.info("No held-out images to show.")
         return
@@ -422,9 +468,10 @@ def browse_dataset(chosen: list[db.ModelEntry]) -> None:
         try:
             photo, truth = data.read_image(sample), data.read_mask(sample)
         except DataError as exc:
-            st.error(str(exc))
+            st.error(db.plain(exc))
             continue
-        label = score.name if score.miou is None else f"{score.name} · mIoU {score.miou:.3f}"
+        name = db.plain(score.name)
+        label = name if score.miou is None else f"{name} · mIoU {score.miou:.3f}"
         cols = st.columns(3)
         cols[0].image(db.shrink(photo, 512), caption=label, width="stretch")
         cols[1].image(db.shrink(db.colour_mask(truth, data.classes, data.ignore_index), 512),
@@ -435,13 +482,14 @@ def browse_dataset(chosen: list[db.ModelEntry]) -> None:
 
 @st.cache_resource(show_spinner="Scoring held-out images…", max_entries=8)
 def live_ranking(model_key: str, path: str, format: str, _entry: db.ModelEntry) -> list:
-    """Per-image scores of the first held-out images, worst first (once per model and dataset)."""
+    """Per-image scores of a seeded sample of the held-out images, worst first (once per model and
+    dataset)."""
     from segdemo.data import DataError
 
     data, _ = dataset(path, format)
     names = [c.name for c in data.classes]
     scores = []
-    for sample in (data.splits.get("test") or data.splits.get("val") or [])[:db.LIVE_EVAL_LIMIT]:
+    for sample in db.live_sample(db.held_out(data)[1]):
         result = _sample_prediction(_entry, sample)
         try:
             truth = data.read_mask(sample)
@@ -459,7 +507,7 @@ def _sample_prediction(entry: db.ModelEntry, sample) -> batching.ShownPrediction
     except OSError as exc:
         item = f"{sample.image.name} could not be read ({exc})."
     if isinstance(item, str):
-        st.error(item)
+        st.error(db.plain(item))
         return None
     timed = predict(entry, item)
     return None if timed is None else timed.value
@@ -470,12 +518,11 @@ def _sample_prediction(entry: db.ModelEntry, sample) -> batching.ShownPrediction
 
 def main() -> None:
     entries = db.discover_models(CONFIG.weights_dir)
-    warm_up(entries)
     chosen, inputs = sidebar(entries)
     forget_removed(inputs)
     st.title("Semantic segmentation, side by side")
     if not any(e.ready for e in entries):
-        st.warning(f"No trained model in `{CONFIG.weights_dir}` yet. Train one, e.g. "
+        st.warning(f"No trained model in {db.plain(CONFIG.weights_dir)} yet. Train one, e.g. "
                    "`python -m segdemo train --arch unet_mobilenetv2 --data PATH "
                    "--out weights/unet_mobilenetv2`, or set SEGDEMO_WEIGHTS.")
         return
@@ -503,3 +550,4 @@ def main() -> None:
 
 
 main()
+warm_up()

@@ -6,9 +6,11 @@ so a folder never depends on pickled code.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The parsed file; `ModelLoadError` says whether it is missing, unreadable or not JSON."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path.parent.name or path.parent}: {path.name} is missing.")
@@ -54,6 +57,9 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{path.parent.name}: {path.name} is not valid JSON ({exc}).") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path.parent.name}: {path.name} could not be read "
+                             f"({exc.strerror or exc}).") from None
 
 
 def read_report(path: str | os.PathLike, kind: str, command: str, keys: tuple[str, ...],
@@ -92,6 +98,29 @@ def read_optional_json(path: str | os.PathLike) -> Any | None:
         return None
 
 
+def read_extra_json(path: str | os.PathLike, kind: type, holds: str) -> tuple[Any | None, str | None]:
+    """An optional file that should parse to a `kind` (e.g. history.json, a list of epochs):
+    (data, None); (None, None) when it is absent; (None, why it cannot be used) otherwise."""
+    path = Path(path)
+    if not path.exists():
+        return None, None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"{path.name} is unreadable: it is not valid JSON ({exc})."
+    except OSError as exc:
+        return None, f"{path.name} is unreadable: {exc.strerror or exc}."
+    if not isinstance(data, kind):
+        return None, (f"{path.name} is unreadable: it should hold {holds}, "
+                      f"but holds a JSON {_json_type(data)}.")
+    return data, None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "number")
+
+
 def check_model_dir(model_dir: str | os.PathLike) -> str | None:
     """Why the folder cannot be loaded (cheap checks, no TensorFlow), or None when it looks usable."""
     model_dir = Path(model_dir)
@@ -102,10 +131,40 @@ def check_model_dir(model_dir: str | os.PathLike) -> str | None:
     weights = model_dir / WEIGHTS_FILE
     if not weights.is_file():
         return f"{model_dir.name}: not trained ({WEIGHTS_FILE} is missing)."
-    with weights.open("rb") as fh:
-        if fh.read(8) != b"\x89HDF\r\n\x1a\n":
-            return f"{model_dir.name}: {WEIGHTS_FILE} is corrupt (not an HDF5 file)."
-    return None
+    try:
+        stat = weights.stat()
+    except OSError as exc:
+        return f"{model_dir.name}: {WEIGHTS_FILE} could not be read ({exc.strerror or exc})."
+    problem = _weights_problem(str(weights), stat.st_mtime_ns, stat.st_size)
+    return f"{model_dir.name}: {WEIGHTS_FILE} {problem}" if problem else None
+
+
+_AGAIN = "Copy the model folder again or retrain the model."
+
+
+@functools.lru_cache(maxsize=64)
+def _weights_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    """What is wrong with a weights file (HDF5 header, stored length, any weights in it), checked
+    once per file version: the sidebar lists the models on every rerun."""
+    import h5py
+
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(8) != b"\x89HDF\r\n\x1a\n":
+                return f"is corrupt (not a Keras weights file). {_AGAIN}"
+        with h5py.File(path, "r") as h5:
+            found = h5.visititems(lambda _, item: True if isinstance(item, h5py.Dataset) else None)
+    except OSError as exc:
+        stored = re.search(r"stored_eof = (\d+)", str(exc))
+        if "truncated" in str(exc) and stored:
+            return (f"is incomplete: {_mb(size)} of {_mb(int(stored.group(1)))} "
+                    f"(an interrupted copy or download?). {_AGAIN}")
+        return f"is damaged and cannot be opened. {_AGAIN}"
+    return None if found else f"holds no weights. {_AGAIN}"
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 def load_model(model_dir: str | os.PathLike):
@@ -120,13 +179,24 @@ def load_model(model_dir: str | os.PathLike):
     try:
         arch = get_architecture(card["id"])
     except KeyError as exc:
-        raise ModelLoadError(f"{model_dir.name}: {exc}") from None
-    model = arch.build(len(card["classes"]), tuple(card["input_size"]), encoder_weights=None,
-                       **card.get("options", {}))
+        raise ModelLoadError(f"{model_dir.name}: card.json names an architecture this version of "
+                             f"SegDemo does not have. {exc}") from None
+    try:
+        model = arch.build(len(card["classes"]), tuple(card["input_size"]), encoder_weights=None,
+                           **card.get("options", {}))
+    except Exception as exc:  # unknown options or impossible sizes: the card does not fit the code
+        raise ModelLoadError(
+            f"{model_dir.name}: the model described by card.json (input size "
+            f"{card['input_size']}, options {card.get('options', {})}) cannot be built by this "
+            f"version of SegDemo. {_AGAIN}") from exc
     try:
         model.load_weights(model_dir / WEIGHTS_FILE)
-    except Exception as exc:  # h5py, Keras and shape errors all mean the same thing to a user
+    except OSError as exc:  # h5py: the file changed or broke after the check above
+        raise ModelLoadError(f"{model_dir.name}: {WEIGHTS_FILE} is damaged and cannot be read. "
+                             f"{_AGAIN}") from exc
+    except Exception as exc:  # Keras: missing layers or mismatched shapes
         raise ModelLoadError(
-            f"{model_dir.name}: {WEIGHTS_FILE} could not be loaded into {card['id']} ({exc})."
-        ) from None
+            f"{model_dir.name}: {WEIGHTS_FILE} could not be loaded into {card['id']}: it holds "
+            f"the weights of a different network than card.json describes (other layers or "
+            f"sizes; were the two files written by different training runs?). {_AGAIN}") from exc
     return model, card

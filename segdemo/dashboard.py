@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from segdemo.artifacts import (BENCHMARK_FILE, CARD_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE,
-                               check_model_dir, read_card, read_optional_json)
+                               check_model_dir, read_card, read_extra_json, read_optional_json)
 from segdemo.classes import ClassInfo
 from segdemo.images import open_image, resize_nearest
 from segdemo.models.registry import ARCHITECTURES
@@ -32,8 +34,23 @@ SKIMAGE_EXAMPLES = {"Chelsea the cat": "chelsea", "Coffee cup": "coffee",
 # Shown images are shrunk to this longest side: the browser gets less data and reruns stay fast.
 # Downloads and all metrics use the full resolution.
 DISPLAY_SIDE = 1024
-# Held-out images scored live when metrics.json does not cover the dataset (bounds the wait).
+# Held-out images scored live when metrics.json does not cover the dataset (bounds the wait): a
+# seeded random sample across the whole split, so no single breed or folder fills it.
 LIVE_EVAL_LIMIT = 24
+LIVE_EVAL_SEED = 0
+# A photo is said to look unlike the training photos when the model is unsure (highest class
+# probability under UNSURE_PROBABILITY) over at least UNSURE_SHARE of the area it marks as pet.
+# Measured on the shipped models: it speaks for 2 and 1 of 60 seeded test photos of pets with the
+# two MobileNetV2 models (6 to 16 with the weaker ones, which are unsure more often); for the
+# coffee cup with 4 of 5 models, for the astronaut with 3 (not deeplabv3plus_mobilenetv2, which is
+# sure of its 30 % "pet" there: confidence cannot catch every such photo).
+UNSURE_PROBABILITY = 0.7
+UNSURE_SHARE = 0.3
+MIN_FOREGROUND_SHARE = 0.01  # below this nothing is marked as pet, so there is nothing to doubt
+NOT_FOREGROUND = ("background", "border")
+# One line next to the legend for classes whose name does not explain itself.
+CLASS_NOTES = {"border": "border: the thin band around the pet's outline where the annotators did "
+                         "not decide between pet and background."}
 
 # Incremented by `run_inference` and `submit_inference`, the only places the dashboard asks for
 # inference.
@@ -98,6 +115,8 @@ class ModelEntry:
     history: list[dict] = field(default_factory=list)
     metrics: dict | None = None
     benchmark_p50_ms: float | None = None
+    history_problem: str | None = None  # why history.json cannot be used (None: fine or absent)
+    metrics_problem: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -185,11 +204,11 @@ def discover_models(weights_dir: Path) -> list[ModelEntry]:
                 entry.problem = (f"unavailable: {arch.id}/card.json describes "
                                  f"{entry.card['id']!r}, not {arch.id!r}.")
         if (folder / CARD_FILE).is_file():
-            history = read_optional_json(folder / HISTORY_FILE)
-            entry.history = [r for r in history if isinstance(r, dict)] if isinstance(
-                history, list) else []
-            metrics = read_optional_json(folder / METRICS_FILE)
-            entry.metrics = metrics if isinstance(metrics, dict) else None
+            history, entry.history_problem = read_extra_json(folder / HISTORY_FILE, list,
+                                                             "a list of epochs")
+            entry.history = [r for r in history or [] if isinstance(r, dict)]
+            entry.metrics, entry.metrics_problem = read_extra_json(folder / METRICS_FILE, dict,
+                                                                   "an object of scores")
         entries.append(entry)
     return entries
 
@@ -205,6 +224,49 @@ def load_segmenter(folder: Path):
 
 
 # ----------------------------------------------------------------------------- inputs and inference
+
+
+# Characters that start Markdown (or Streamlit's :directives: and $math$) anywhere in a line, and
+# those that do so only at its start.
+_MARKDOWN_ANYWHERE = re.compile(r"([\\`*_\[\]<>#|~$:&.])")
+_MARKDOWN_AT_START = re.compile(r"^([-+=])")
+# Where GFM turns plain text into a link (http://…, www.…, name@host), found after the Markdown is
+# parsed, so escapes cannot stop it: an invisible word joiner there does.
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+
+
+def plain(text: object) -> str:
+    """`text` for Streamlit's Markdown elements, shown as written: a file name like
+    `a [x](http://example.com).jpg` stays text instead of becoming a link (Markdown characters are
+    escaped; an invisible word joiner keeps URLs and e-mail addresses from being linked)."""
+    line = _AUTOLINK.sub(WORD_JOINER, " ".join(str(text).splitlines()))
+    return _MARKDOWN_AT_START.sub(r"\\\1", _MARKDOWN_ANYWHERE.sub(r"\\\1", line))
+
+
+def upload_rules(max_mb: int) -> str:
+    """What the uploader takes, for the line under it."""
+    return (f"Accepted: {_type_list()}, up to {max_mb} MB per file. A larger file is refused by "
+            f"the uploader (marked in red there) and is not segmented.")
+
+
+LOST_UPLOADS = ("{count} uploaded file(s) are no longer on the server: the connection was lost "
+                "and the server started this page's session again (or restarted). Remove them in "
+                "the uploader and upload them again.")
+
+
+def upload_problem(name: str) -> str | None:
+    """Why an uploaded file's type is not accepted, or None when it is."""
+    suffix = Path(name).suffix.lower().lstrip(".")
+    if suffix in UPLOAD_TYPES:
+        return None
+    kind = f"{suffix.upper()} files are" if suffix else "Files without an extension are"
+    return f"{name}: {kind} not accepted. Upload a photo as {_type_list()}."
+
+
+def _type_list() -> str:
+    names = [t.upper() for t in UPLOAD_TYPES]
+    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 @dataclass(frozen=True)
@@ -284,6 +346,27 @@ def confidence_image(confidence: np.ndarray) -> Image.Image:
     return Image.fromarray((rgb + 0.5).astype(np.uint8), "RGB")
 
 
+def class_notes(classes: Sequence[ClassInfo]) -> list[str]:
+    """The explanations (`CLASS_NOTES`) of the classes that need one."""
+    return [CLASS_NOTES[c.name] for c in classes if c.name in CLASS_NOTES]
+
+
+def out_of_domain_note(mask: np.ndarray, confidence: np.ndarray,
+                       classes: Sequence[ClassInfo]) -> str | None:
+    """A plain sentence when the model is unsure over much of what it marks as foreground (pet),
+    as it tends to be on photos unlike its training photos; None otherwise."""
+    foreground = [i for i, c in enumerate(classes) if c.name not in NOT_FOREGROUND]
+    marked = np.isin(mask, foreground)
+    if marked.mean() < MIN_FOREGROUND_SHARE:
+        return None
+    unsure = float((confidence[marked] < UNSURE_PROBABILITY).mean())
+    if unsure < UNSURE_SHARE:
+        return None
+    names = " or ".join(classes[i].name for i in foreground)
+    return (f"This photo may be unlike the photos the model was trained on: it is unsure about "
+            f"{unsure:.0%} of what it marks as {names}, so that area may well be wrong.")
+
+
 def legend_html(classes: Sequence[ClassInfo]) -> str:
     """Colour swatches with class names (Streamlit has no legend element for images)."""
     items = []
@@ -308,18 +391,23 @@ def disagreement(masks: Sequence[np.ndarray]) -> np.ndarray:
     return (len(masks) - votes.max(axis=0)).astype(np.uint8)
 
 
-def latency_text(seconds: float | None, p50_ms: float | None) -> str:
+def latency_text(segmenter_s: float | None, p50_ms: float | None = None) -> str:
+    """Each time named for what it measured: the wall-clock time inside `Segmenter` for this photo
+    (resize, network, resize back; longer while other requests share the CPU) and the benchmark's
+    median on an idle machine."""
     parts = []
-    if seconds is not None:
-        parts.append(f"inference {seconds * 1000:.0f} ms (measured here)")
+    if segmenter_s is not None:
+        parts.append(f"segmenter {segmenter_s * 1000:.0f} ms for this photo "
+                     f"(resize, network, resize back)")
     if p50_ms is not None:
-        parts.append(f"benchmark p50 {p50_ms:.0f} ms")
+        parts.append(f"benchmark p50 {p50_ms:.0f} ms on an idle machine")
     return " · ".join(parts) or "no timing yet"
 
 
 def comparison_rows(entries: Sequence[ModelEntry],
                     seconds: Mapping[str, float] | None = None) -> list[dict]:
-    """The Compare table: scores and sizes from the cards, latency measured here and benchmarked."""
+    """The Compare table: scores and sizes from the cards, the time inside `Segmenter` for this
+    photo (`seconds`, per model id) and the benchmark's."""
     seconds = seconds or {}
     rows = []
     for e in entries:
@@ -334,7 +422,8 @@ def comparison_rows(entries: Sequence[ModelEntry],
             "pixel accuracy": e.pixel_accuracy,
             "parameters": int(params) if isinstance(params, (int, float)) else None,
             "MB": size_mb,
-            "latency here (ms)": round(measured * 1000, 1) if measured is not None else None,
+            "segmenter ms (this photo)": round(measured * 1000, 1) if measured is not None
+            else None,
             "benchmark p50 (ms)": e.benchmark_p50_ms,
         })
     return rows
@@ -363,6 +452,65 @@ class ImageScore:
     name: str
     miou: float | None
     pixel_accuracy: float | None
+
+
+def metrics_source(entry: ModelEntry) -> str:
+    """Which data a model's metrics.json was scored on, e.g. "test split of oxford-iiit-pet, 294
+    images"."""
+    dataset = _get(entry.metrics, "dataset")
+    name = _get(dataset, "name") or "an unnamed dataset"
+    split = _get(dataset, "split")
+    images = _get(entry.metrics, "images")
+    where = f"{split} split of {name}" if split else str(name)
+    return where + (f", {images} images" if isinstance(images, int) else "")
+
+
+def score_rows(entries: Sequence[ModelEntry]) -> list[dict]:
+    """Per model: mIoU, pet-vs-background IoU and boundary F-score at the original resolution, and
+    the data they come from; the last two only where some metrics.json has them."""
+    rows = []
+    for e in entries:
+        original = _get(e.metrics, "original_resolution") or {}
+        tolerance = _number(_get(e.metrics, "boundary_tolerance_px"))
+        rows.append({"model": e.title, "scored on": metrics_source(e),
+                     "mIoU": _number(original.get("miou")),
+                     "foreground IoU": _number(original.get("foreground_iou")),
+                     "boundary F": _number(original.get("boundary_f")),
+                     "boundary tolerance (px)": tolerance})
+    optional = ("foreground IoU", "boundary F", "boundary tolerance (px)")
+    shown = {k for row in rows for k in optional if row[k] is not None}
+    return [{k: v for k, v in row.items() if k not in optional or k in shown} for row in rows]
+
+
+def common_source(entries: Sequence[ModelEntry]) -> str:
+    """The data every model's metrics.json was scored on, when it is the same for all of them."""
+    sources = {metrics_source(e) for e in entries}
+    return sources.pop() if len(sources) == 1 else "each model's own test data (see the table)"
+
+
+def held_out(dataset) -> tuple[str, list]:
+    """The split the evaluation browser shows, test (else val), and its samples."""
+    split = "test" if dataset.splits.get("test") else "val"
+    return split, list(dataset.splits.get(split) or [])
+
+
+def live_sample_text(dataset_name: str, split: str, total: int,
+                     limit: int = LIVE_EVAL_LIMIT) -> str:
+    """What the live ranking scores, for the line above it."""
+    if total <= limit:
+        which = f"all {total} {split}-split images"
+    else:
+        which = f"{limit} of the {total} {split}-split images (a seeded random sample across the split)"
+    return f"metrics.json does not cover {dataset_name}: scoring {which} live here."
+
+
+def live_sample(samples: Sequence, limit: int = LIVE_EVAL_LIMIT, seed: int = LIVE_EVAL_SEED) -> list:
+    """A seeded random `limit` of `samples` spread over the whole list (all of them when fewer),
+    in their original order."""
+    if len(samples) <= limit:
+        return list(samples)
+    picked = sorted(random.Random(seed).sample(range(len(samples)), limit))
+    return [samples[i] for i in picked]
 
 
 def ranked_test_images(entry: ModelEntry, sample_names: Sequence[str]) -> list[ImageScore] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -52,7 +53,16 @@ def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
 
 
 def captions(at: AppTest) -> list[str]:
-    return [c for image in at.image for c in image.captions]
+    return [shown(c) for image in at.image for c in image.captions]
+
+
+def shown(markdown: str) -> str:
+    """What a browser shows for text that went through `db.plain` (escapes and word joiners)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace(db.WORD_JOINER, "")
+
+
+def texts(elements) -> list[str]:
+    return [shown(e.value) for e in elements]
 
 
 def open_tab(at: AppTest, label: str) -> AppTest:
@@ -76,7 +86,7 @@ def test_starts_with_the_default_and_with_an_empty_weights_folder(monkeypatch, t
 
 def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights):
     at = start(monkeypatch, weights)
-    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    sidebar = " ".join(texts(at.sidebar.caption))
     assert "Unavailable: deeplabv3plus_xception: model.weights.h5 is corrupt" in sidebar
     assert "Test mIoU: 0.611" in sidebar
     assert at.checkbox(key="model_fcn8s_vgg16").label == "FCN-8s with VGG16 encoder (half width) · not trained"
@@ -91,7 +101,7 @@ def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights)
     legends = [m.value for m in at.markdown if "background" in m.value]
     assert len(legends) == 2 and all(name in legends[0] for name in CLASS_NAMES)
     assert sum("Covers: pet" in c.value for c in at.caption) == 2
-    assert sum("ms (measured here)" in m.value for m in at.markdown) == 2
+    assert sum("segmenter" in m.value and "ms for this photo" in m.value for m in at.markdown) == 2
     assert {b.label for b in at.download_button} == {"Mask PNG (class indices)", "Overlay PNG"}
     assert len(at.download_button) == 4
 
@@ -106,7 +116,7 @@ def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights)
     assert len(at.get("plotly_chart")) == 1
     assert "disagree" in figures(at)[0]["layout"]["title"]["text"]
     table = at.dataframe[0].value
-    assert len(table) == 2 and {"test mIoU", "latency here (ms)"} <= set(table.columns)
+    assert len(table) == 2 and {"test mIoU", "segmenter ms (this photo)"} <= set(table.columns)
     open_tab(at, "Training")
     curves = {(trace["name"], trace["meta"]) for trace in figures(at)[0]["data"]}
     assert curves == {(m, key) for m in ("U-Net (from scratch)", "U-Net with MobileNetV2 encoder")
@@ -170,12 +180,11 @@ def test_each_bad_input_gets_its_own_error_and_the_rest_still_work(monkeypatch, 
     at = start(monkeypatch, weights)
     upload(at, *files.items())
     assert not at.exception
-    shown = [e.value for e in at.error]
-    assert len(shown) == len(errors)
+    messages = texts(at.error)
+    assert len(messages) == len(errors)
     for name, message in errors.items():
-        assert any(m.startswith(message) for m in shown), (name, shown)
-    subheaders = [h.value for h in at.main.subheader]
-    assert subheaders == list(files)
+        assert any(m.startswith(message) for m in messages), (name, messages)
+    assert texts(at.main.subheader) == list(files)
     page = [c.value for c in at.caption]
     for name, size in sizes.items():
         assert size in page, name
@@ -204,15 +213,16 @@ def test_examples_camera_and_dataset_browsing(monkeypatch, weights, tmp_path):
     assert "scikit-image: Chelsea the cat" in options and "dataset: Cat_4" in options
     assert not at.error and "451×300 pixels" in [c.value for c in at.caption]
     at.selectbox(key="example").set_value("dataset: Cat_5").run()
-    assert at.main.subheader[0].value == "Cat_5.png" and not at.exception
+    assert texts(at.main.subheader)[0] == "Cat_5.png" and not at.exception
 
     at.radio(key="source").set_value("Camera").run()
     at.camera_input(key="camera").set_value(("snap.jpg", photo_bytes(40, 30, "JPEG"), "image/jpeg"))
     at.run()
-    assert at.main.subheader[0].value == "camera.jpg" and "Overlay (50% mask)" in captions(at)
+    assert texts(at.main.subheader)[0] == "camera.jpg" and "Overlay (50% mask)" in captions(at)
 
     open_tab(at, "Evaluation")  # per_image of the tiny metrics.json names no Cat_*: scored live
-    assert not at.exception and "scoring the first" in " ".join(c.value for c in at.caption)
+    assert not at.exception
+    assert "scoring all 3 test-split images live" in " ".join(texts(at.caption))
     ranked = [c for c in captions(at) if c.startswith("Cat_")]
     assert len(ranked) == 3 and captions(at).count("Ground truth") == 3
     scores = [float(c.split("mIoU ")[1]) for c in ranked]
@@ -228,3 +238,105 @@ def test_dataset_browsing_uses_metrics_per_image_when_it_matches(monkeypatch, tm
     assert not at.exception
     ranked = [c for c in captions(at) if c.startswith("Cat_")]
     assert ranked == ["Cat_6 · mIoU 0.700", "Cat_5 · mIoU 0.800", "Cat_4 · mIoU 0.900"]
+
+
+def test_file_names_show_as_text_and_wrong_types_are_named(monkeypatch, weights):
+    at = start(monkeypatch, weights)
+    name = "a [x](http://example.com).jpg"
+    upload(at, (name, photo_bytes(fmt="JPEG")),
+           ("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg"/>'))
+    assert not at.exception
+    heading = at.main.subheader[0].value
+    assert shown(heading) == name
+    assert not re.search(r"(?<!\\)[\[\]]", heading) and "://" not in heading  # no link syntax
+    assert captions(at).count("Overlay (50% mask)") == 1
+    (svg,) = texts(at.error)
+    assert svg.startswith("drawing.svg: SVG files are not accepted") and "JPG, JPEG, PNG" in svg
+    assert any("MB per file" in c and "JPG" in c for c in texts(at.sidebar.caption))
+
+
+def test_an_upload_the_server_lost_is_reported(monkeypatch, weights):
+    """Ticking another model keeps the upload (fixed uploader key); if the server no longer holds
+    the files (the session was started again), the page says so instead of showing nothing."""
+    from streamlit.testing.v1.local_script_runner import LocalScriptRunner
+
+    at = start(monkeypatch, weights)
+    upload(at, ("cat.png", photo_bytes()))
+    uploader_id = at.file_uploader(key="uploads").id
+    at.checkbox(key="model_unet").check().run()
+    assert at.file_uploader(key="uploads").id == uploader_id
+    assert captions(at).count("Overlay (50% mask)") == 2
+    monkeypatch.setattr(LocalScriptRunner, "register_file", lambda self, rec: None)
+    at.run()
+    assert not at.exception
+    assert any("1 uploaded file(s) are no longer on the server" in e for e in texts(at.error))
+
+
+def test_truncated_weights_are_not_offered(monkeypatch, tmp_path):
+    write_tiny_model(tmp_path, "unet_mobilenetv2")
+    weights = write_tiny_model(tmp_path, "unet") / "model.weights.h5"
+    with weights.open("r+b") as fh:
+        fh.truncate(weights.stat().st_size // 2)
+    at = start(monkeypatch, tmp_path)
+    assert at.checkbox(key="model_unet").disabled
+    sidebar = texts(at.sidebar.caption)
+    problem = next(c for c in sidebar if c.startswith("Unavailable: unet:"))
+    assert "model.weights.h5 is incomplete" in problem and "Test mIoU" not in problem
+    assert "sblock" not in problem and "h5py" not in problem
+
+
+def test_unreadable_history_and_metrics_say_why(monkeypatch, tmp_path):
+    folder = write_tiny_model(tmp_path, "unet_mobilenetv2")
+    (folder / "history.json").write_text('{"epoch": 1')
+    (folder / "metrics.json").write_text("[]")
+    at = start(monkeypatch, tmp_path)
+    open_tab(at, "Training")
+    (warning,) = texts(at.warning)
+    assert warning.startswith("U-Net with MobileNetV2 encoder: history.json is unreadable: it is "
+                              "not valid JSON")
+    assert not any("no history.json" in c for c in texts(at.caption))
+    open_tab(at, "Evaluation")
+    assert any("metrics.json is unreadable: it should hold an object of scores, but holds a "
+               "JSON list" in w for w in texts(at.warning))
+
+
+def test_evaluation_names_its_data_and_shows_the_new_scores_when_present(monkeypatch, tmp_path):
+    write_tiny_model(tmp_path, "unet")
+    folder = write_tiny_model(tmp_path, "unet_mobilenetv2")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["original_resolution"] |= {"foreground_iou": 0.81, "boundary_f": 0.42}
+    metrics["boundary_tolerance_px"] = 3
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    at = start(monkeypatch, tmp_path)
+    at.checkbox(key="model_unet").check().run()
+    open_tab(at, "Evaluation")
+    table = at.dataframe[0].value.set_index("model")
+    assert table.loc["U-Net with MobileNetV2 encoder", "foreground IoU"] == 0.81
+    assert table.loc["U-Net with MobileNetV2 encoder", "boundary F"] == 0.42
+    assert table.loc["U-Net with MobileNetV2 encoder", "boundary tolerance (px)"] == 3
+    assert table["scored on"].tolist() == ["test split of tiny-pets, 6 images"] * 2
+    titles = [f["layout"]["title"]["text"] for f in figures(at)]
+    assert titles[0] == "Per-class IoU · test split of tiny-pets, 6 images"
+    assert all(t.endswith("· test split of tiny-pets, 6 images") for t in titles[1:])
+    (folder / "metrics.json").write_text(json.dumps(metrics | {"original_resolution": {
+        k: v for k, v in metrics["original_resolution"].items()
+        if k not in ("foreground_iou", "boundary_f")}}))
+    at = start(monkeypatch, tmp_path)
+    open_tab(at, "Evaluation")
+    assert "foreground IoU" not in at.dataframe[0].value.columns
+
+
+def test_unsure_masks_get_a_hint_and_border_is_explained(monkeypatch, weights):
+    at = start(monkeypatch, weights)
+    upload(at, ("cat.png", photo_bytes()))
+    border = [c for c in texts(at.caption) if c.startswith("border:")]
+    assert border == [db.CLASS_NOTES["border"]]
+    monkeypatch.setattr(db, "NOT_FOREGROUND", ())  # every pixel counts as marked
+    monkeypatch.setattr(db, "UNSURE_PROBABILITY", 1.01)  # and as unsure
+    at.run()
+    assert any(w.startswith("This photo may be unlike the photos the model was trained on: it is "
+                            "unsure about 100% of what it marks as pet or background or border")
+               for w in texts(at.warning))
+    monkeypatch.setattr(db, "UNSURE_PROBABILITY", 0.0)
+    at.run()
+    assert not at.warning

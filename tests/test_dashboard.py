@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,9 @@ def write_tiny_model(weights_dir: Path, arch_id: str, test_names: list[str] | No
          "val_accuracy": 0.45 + e / 10, "val_miou": 0.3 + e / 10} for e in (1, 2, 3)])
     per_image = [{"name": n, "miou": 0.9 - i / 10, "pixel_accuracy": 0.95}
                  for i, n in enumerate(test_names or [])][::-1]
-    write_json(folder / "metrics.json", {"original_resolution": result, "per_image": per_image})
+    write_json(folder / "metrics.json", {"dataset": {"name": "tiny-pets", "split": "test"},
+                                         "images": len(truth), "original_resolution": result,
+                                         "per_image": per_image})
     return folder
 
 
@@ -160,10 +163,10 @@ def test_comparison_rows_and_latency_text(weights):
     entries = [e for e in db.discover_models(weights) if e.id in ("unet", "unet_mobilenetv2")]
     rows = {r["model"]: r for r in db.comparison_rows(entries, {"unet": 0.0123})}
     unet = rows["U-Net (from scratch)"]
-    assert unet["latency here (ms)"] == 12.3 and unet["benchmark p50 (ms)"] == 12.5
+    assert unet["segmenter ms (this photo)"] == 12.3 and unet["benchmark p50 (ms)"] == 12.5
     assert unet["parameters"] == 1234 and unet["MB"] > 0
-    assert db.latency_text(0.02, None) == "inference 20 ms (measured here)"
-    assert "p50 12 ms" in db.latency_text(None, 12.4)
+    assert db.latency_text(0.02) == "segmenter 20 ms for this photo (resize, network, resize back)"
+    assert db.latency_text(None, 12.4) == "benchmark p50 12 ms on an idle machine"
 
 
 def test_per_image_scores_from_metrics_only_when_they_match_the_dataset(weights):
@@ -185,3 +188,137 @@ def test_training_rows_leave_out_columns_no_card_fills(weights):
     entries[0].card = {**entries[0].card, "training_seconds": 90}
     assert db.training_rows(entries) == [{"model": "U-Net (from scratch)", "epochs": 3,
                                           "best epoch": 3, "training (min)": 1.5}]
+
+
+def test_streamlit_config_serves_users():
+    """No file watcher (a `.venv` in the repository made it walk ~7,000 folders), a photo-sized
+    upload limit, XSRF protection on."""
+    import tomllib
+
+    config = tomllib.loads((db.REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+    assert config["server"]["maxUploadSize"] == 25
+    assert config["server"]["enableXsrfProtection"] is True
+
+
+def test_truncated_or_empty_weights_are_not_offered(weights, tmp_path):
+    from segdemo.artifacts import ModelLoadError, load_model
+
+    folder = tmp_path / "weights" / "unet"
+    folder.mkdir(parents=True)
+    for name in ("card.json", "model.weights.h5"):
+        (folder / name).write_bytes((weights / "unet" / name).read_bytes())
+    size = (folder / "model.weights.h5").stat().st_size
+    with (folder / "model.weights.h5").open("r+b") as fh:
+        fh.truncate(size // 2)
+    entry = next(e for e in db.discover_models(tmp_path / "weights") if e.id == "unet")
+    assert not entry.ready
+    assert entry.problem == (
+        f"unavailable: unet: model.weights.h5 is incomplete: {size // 2 / 1e6:.1f} MB of "
+        f"{size / 1e6:.1f} MB (an interrupted copy or download?). Copy the model folder again or "
+        f"retrain the model.")
+    with pytest.raises(ModelLoadError, match="is incomplete"):
+        load_model(folder)
+    import h5py
+
+    with h5py.File(folder / "model.weights.h5", "w") as h5:
+        h5.create_group("layers")
+    assert "holds no weights" in db.discover_models(tmp_path / "weights")[-1].problem
+
+
+@pytest.mark.filterwarnings("ignore:Skipping nested container")
+def test_load_failures_are_worded_for_a_person(weights, tmp_path):
+    from segdemo.artifacts import ModelLoadError, load_model
+
+    folder = tmp_path / "unet"
+    folder.mkdir()
+    (folder / "model.weights.h5").write_bytes((weights / "unet" / "model.weights.h5").read_bytes())
+    card = json.loads((weights / "unet" / "card.json").read_text())
+    write_json(folder / "card.json", card | {"options": {"base_filters": 8, "depth": 2}})
+    with pytest.raises(ModelLoadError) as wrong_shapes:
+        load_model(folder)
+    assert str(wrong_shapes.value).startswith(
+        "unet: model.weights.h5 could not be loaded into unet: it holds the weights of a "
+        "different network than card.json describes")
+    write_json(folder / "card.json", card | {"options": {"no_such_option": 1}})
+    with pytest.raises(ModelLoadError, match="cannot be built by this version of SegDemo"):
+        load_model(folder)
+    write_json(folder / "card.json", card | {"id": "no_such_arch"})
+    with pytest.raises(ModelLoadError, match="names an architecture this version of SegDemo"):
+        load_model(folder)
+
+
+def test_unreadable_history_and_metrics_are_not_called_missing(weights, tmp_path):
+    root = tmp_path / "weights"
+    folder = write_tiny_model(root, "unet")
+    (folder / "history.json").write_text("[{")
+    (folder / "metrics.json").unlink()
+    (folder / "metrics.json").mkdir()
+    entry = next(e for e in db.discover_models(root) if e.id == "unet")
+    assert entry.ready and entry.history == [] and entry.metrics is None
+    assert entry.history_problem.startswith("history.json is unreadable: it is not valid JSON (")
+    assert entry.metrics_problem == "metrics.json is unreadable: Is a directory."
+    (folder / "history.json").write_text('{"loss": 1}')
+    entry = next(e for e in db.discover_models(root) if e.id == "unet")
+    assert entry.history_problem == ("history.json is unreadable: it should hold a list of "
+                                     "epochs, but holds a JSON object.")
+    (folder / "history.json").unlink()
+    entry = next(e for e in db.discover_models(root) if e.id == "unet")
+    assert entry.history_problem is None and entry.history == []
+
+
+def test_plain_text_cannot_become_markdown():
+    name = "a [x](http://example.com) www.example.com me@example.com *b* `c` $d$ :cat: <i>.jpg"
+    text = db.plain(name)
+    assert re.sub(r"\\(.)", r"\1", text).replace(db.WORD_JOINER, "") == name
+    for special in "[]*`$:<>.":
+        assert not re.search(rf"(?<!\\){re.escape(special)}", text), special
+    assert "://" not in text and "www." not in text and "@e" not in text  # no autolinks
+    assert db.plain("- item\nnext") == "\\- item next"
+
+
+def test_upload_rules_name_the_types_and_the_size():
+    assert db.upload_problem("cat.JPG") is None and db.upload_problem("scan.tiff") is None
+    assert db.upload_problem("drawing.svg") == (
+        "drawing.svg: SVG files are not accepted. Upload a photo as JPG, JPEG, PNG, WEBP, BMP, "
+        "TIF, TIFF or GIF.")
+    assert db.upload_problem("README").startswith("README: Files without an extension are not")
+    assert "up to 25 MB per file" in db.upload_rules(25) and "refused" in db.upload_rules(25)
+
+
+def test_live_sample_spreads_over_the_whole_split():
+    names = [f"{breed}_{i}" for breed in ("Abyssinian", "Bengal", "beagle", "pug") for i in range(50)]
+    picked = db.live_sample(names, limit=24, seed=0)
+    assert len(picked) == 24 and picked == db.live_sample(names, limit=24, seed=0)
+    assert picked == sorted(picked, key=names.index)  # original order
+    assert {n.split("_")[0] for n in picked} == {"Abyssinian", "Bengal", "beagle", "pug"}
+    assert db.live_sample(names[:5], limit=24) == names[:5]
+    assert db.live_sample_text("pets", "test", 200) == (
+        "metrics.json does not cover pets: scoring 24 of the 200 test-split images (a seeded "
+        "random sample across the split) live here.")
+
+
+def test_score_rows_name_the_data_and_show_new_scores_only_when_present(weights):
+    entry = next(e for e in db.discover_models(weights) if e.id == "unet")
+    assert db.metrics_source(entry) == "test split of tiny-pets, 6 images"
+    (row,) = db.score_rows([entry])
+    assert set(row) == {"model", "scored on", "mIoU"}
+    entry.metrics = {**entry.metrics, "boundary_tolerance_px": 2,
+                     "original_resolution": {**entry.metrics["original_resolution"],
+                                             "foreground_iou": 0.8, "boundary_f": 0.4}}
+    (row,) = db.score_rows([entry])
+    assert (row["foreground IoU"], row["boundary F"], row["boundary tolerance (px)"]) == (0.8, 0.4, 2)
+
+
+def test_out_of_domain_hint_and_class_notes():
+    mask = np.ones((10, 10), np.uint8)  # background
+    mask[:5] = 0  # half of it marked as pet
+    confidence = np.full((10, 10), 0.95, np.float32)
+    assert db.out_of_domain_note(mask, confidence, PET_CLASSES) is None
+    confidence[:2] = 0.5  # unsure over 2 of the 5 pet rows
+    note = db.out_of_domain_note(mask, confidence, PET_CLASSES)
+    assert note == ("This photo may be unlike the photos the model was trained on: it is unsure "
+                    "about 40% of what it marks as pet, so that area may well be wrong.")
+    assert db.out_of_domain_note(np.ones((10, 10), np.uint8), confidence, PET_CLASSES) is None
+    assert db.class_notes(PET_CLASSES) == [db.CLASS_NOTES["border"]]
+    assert "annotators" in db.CLASS_NOTES["border"]
