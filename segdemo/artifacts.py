@@ -20,6 +20,7 @@ CARD_FILE = "card.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 BENCHMARK_FILE = "benchmark.json"  # beside the model folders, written by `segdemo benchmark`
+REFERENCE_FILE = "reference_voc.json"  # beside the model folders, written by `evaluate --reference`
 
 
 class ModelLoadError(RuntimeError):

@@ -9,6 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
 FORMATS = ("oxford", "voc", "folders", "tfds")
 
 
@@ -84,11 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="architecture option, e.g. width=0.5 or output_stride=8")
 
     e = sub.add_parser("evaluate", help="score a trained model on a dataset's held-out split")
-    e.add_argument("--model", required=True, help="trained model folder")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="trained model folder")
+    which.add_argument("--reference", metavar="TFLITE",
+                       help="score the off-the-shelf PASCAL VOC DeepLabV3 .tflite instead "
+                            "(cat or dog read as pet; no pet training)")
     e.add_argument("--data", help="dataset folder")
     e.add_argument("--format", choices=FORMATS, help="default: the format the model was trained on")
     e.add_argument("--split", default="test")
-    e.add_argument("--json", help="write the metrics here (default: <model>/evaluation.json)")
+    e.add_argument("--json", help="write the metrics here (default: <model>/evaluation.json; "
+                                  "with --reference: weights/reference_voc.json)")
 
     p = sub.add_parser("predict", help="write mask and overlay PNGs for images")
     p.add_argument("--model", required=True, help="trained model folder")
@@ -99,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("architectures", help="list the registered architectures")
 
     r = sub.add_parser("results", help="markdown table of the trained models' test metrics")
-    r.add_argument("--weights", default=str(Path(__file__).resolve().parent.parent / "weights"),
+    r.add_argument("--weights", default=str(WEIGHTS_DIR),
                    help="folder of model folders (default: the shipped weights/)")
     shown = r.add_mutually_exclusive_group()
     shown.add_argument("--speed", action="store_true",
@@ -167,11 +174,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     from segdemo.evaluate import dataset_for_card, evaluate, format_table
     from segdemo.inference import Segmenter
 
-    segmenter = Segmenter.load(args.model)
+    if args.reference:
+        from segdemo.artifacts import REFERENCE_FILE
+        from segdemo.reference import VocReference
+
+        segmenter = VocReference(args.reference)
+        default_target = WEIGHTS_DIR / REFERENCE_FILE
+    else:
+        segmenter = Segmenter.load(args.model)
+        default_target = Path(args.model) / "evaluation.json"
     dataset = dataset_for_card(segmenter.card, args.data, args.format)
     metrics = evaluate(segmenter, dataset, args.split)
+    if args.reference:
+        metrics["card"] = segmenter.card
     print(format_table(metrics))
-    target = Path(args.json) if args.json else Path(args.model) / "evaluation.json"
+    target = Path(args.json) if args.json else default_target
     write_json(target, metrics)
     print(f"Metrics written to {target}")
     return 0

@@ -7,10 +7,11 @@ from segdemo.benchmark import BenchmarkError
 from segdemo.data import DataError
 from segdemo.images import ImageError
 from segdemo.models import EncoderWeightsError, UnknownArchitectureError
+from segdemo.reference import ReferenceModelError
 from segdemo.robustness import RobustnessError
 from segdemo.train import TrainError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     DataError, ImageError, ModelLoadError, TrainError, UnknownArchitectureError, EncoderWeightsError,
-    BenchmarkError, RobustnessError,
+    BenchmarkError, RobustnessError, ReferenceModelError,
 )

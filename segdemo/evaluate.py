@@ -11,7 +11,8 @@ from PIL import Image
 from segdemo.data import Dataset, load_dataset
 from segdemo.images import resize_nearest
 from segdemo.inference import Segmenter
-from segdemo.metrics import confusion_matrix, scores
+from segdemo.metrics import (BOUNDARY_TOLERANCE, boundary_scores, boundary_tolerance_px,
+                             confusion_matrix, foreground_iou, scores)
 
 
 Transform = Callable[[Image.Image, np.ndarray], tuple[Image.Image, np.ndarray]]
@@ -37,6 +38,8 @@ def evaluate(segmenter: Segmenter, dataset: Dataset, split: str = "test",
     cm_original = np.zeros((n, n), dtype=np.int64)
     cm_input = np.zeros((n, n), dtype=np.int64)
     per_image = []
+    boundary = {"boundary_precision": 0.0, "boundary_recall": 0.0, "boundary_f": 0.0}
+    tolerances = []
     start = time.perf_counter()
     for i, sample in enumerate(samples):
         image = dataset.read_image(sample)
@@ -50,8 +53,15 @@ def evaluate(segmenter: Segmenter, dataset: Dataset, split: str = "test",
         small_pred = prediction.input_probabilities.argmax(axis=-1)
         cm_input += confusion_matrix(small_mask, small_pred, n, dataset.ignore_index)
         one = scores(cm, names)
+        tolerance = boundary_tolerance_px(mask.shape)
+        tolerances.append(tolerance)
+        edges = boundary_scores(mask, prediction.mask, tolerance, dataset.ignore_index)
+        for key in boundary:
+            boundary[key] += edges[key] / len(samples)
         per_image.append({"name": sample.name, "miou": one["miou"],
-                          "pixel_accuracy": one["pixel_accuracy"]})
+                          "pixel_accuracy": one["pixel_accuracy"],
+                          "foreground_iou": foreground_iou(cm, names),
+                          "boundary_f": edges["boundary_f"]})
         if progress:
             progress(i + 1, len(samples))
     per_image.sort(key=lambda r: (r["miou"] is None, r["miou"] or 0.0))
@@ -59,7 +69,11 @@ def evaluate(segmenter: Segmenter, dataset: Dataset, split: str = "test",
         "model": segmenter.arch_id,
         "dataset": {"name": dataset.name, "format": dataset.format, "split": split},
         "images": len(samples),
-        "original_resolution": scores(cm_original, names),
+        "original_resolution": {**scores(cm_original, names),
+                                "foreground_iou": foreground_iou(cm_original, names), **boundary},
+        "boundary_tolerance": (f"{BOUNDARY_TOLERANCE:.1%} of the image diagonal (DAVIS), at "
+                               "least 1 px"),
+        "boundary_tolerance_px": float(np.median(tolerances)),
         "input_resolution": {"size": [height, width], **scores(cm_input, names)},
         "per_image": per_image,
         "seconds": round(time.perf_counter() - start, 2),
@@ -70,13 +84,17 @@ def format_table(metrics: dict) -> str:
     """A plain-text summary for the terminal."""
     lines = [f"{metrics['model']} on {metrics['dataset']['name']} ({metrics['dataset']['split']}, "
              f"{metrics['images']} images)"]
-    header = f"{'':22}{'pixel acc':>10}{'mIoU':>8}{'mean acc':>10}"
+    header = f"{'':22}{'pixel acc':>10}{'mIoU':>8}{'mean acc':>10}{'fg IoU':>8}{'bound. F':>10}"
     lines.append(header)
     for key, label in (("original_resolution", "original resolution"),
                        ("input_resolution", "input size")):
         s = metrics[key]
         lines.append(f"{label:22}{_fmt(s['pixel_accuracy']):>10}{_fmt(s['miou']):>8}"
-                     f"{_fmt(s['mean_class_accuracy']):>10}")
+                     f"{_fmt(s['mean_class_accuracy']):>10}{_fmt(s.get('foreground_iou')):>8}"
+                     f"{_fmt(s.get('boundary_f')):>10}")
+    if "boundary_tolerance" in metrics:
+        lines.append(f"foreground IoU: pet vs background, true border ignored, predicted border "
+                     f"as pet; boundary F tolerance: {metrics['boundary_tolerance']}")
     lines.append("per-class IoU (original resolution):")
     for name, value in metrics["original_resolution"]["iou"].items():
         lines.append(f"  {name:20}{_fmt(value):>8}")

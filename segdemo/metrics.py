@@ -68,6 +68,79 @@ def scores(cm: np.ndarray, class_names: list[str] | None = None) -> dict:
     }
 
 
+# Pet trimaps: the classes of a cut-out. Border pixels of the truth are left out; a predicted
+# border counts as pet (it would be kept, soft-edged, in a cut-out).
+FOREGROUND, BACKGROUND, UNSURE = "pet", "background", "border"
+# Boundary tolerance as a share of the image diagonal: DAVIS's default (0.008), at least 1 px.
+BOUNDARY_TOLERANCE = 0.008
+
+
+def foreground_iou(cm: np.ndarray, class_names: list[str]) -> float | None:
+    """Pet-vs-background IoU from a confusion matrix of pet/background/border classes: true
+    border pixels are ignored, predicted border counts as pet. None for other class sets or when
+    neither pet nor predicted pet occurs."""
+    if not {FOREGROUND, BACKGROUND, UNSURE} <= set(class_names):
+        return None
+    cm = np.asarray(cm, dtype=np.float64)
+    fg, bg, unsure = (class_names.index(n) for n in (FOREGROUND, BACKGROUND, UNSURE))
+    kept_as_pet = [fg, unsure]
+    true_positive = cm[fg, kept_as_pet].sum()
+    false_positive = cm[bg, kept_as_pet].sum()
+    false_negative = cm[fg, bg]
+    union = true_positive + false_positive + false_negative
+    return float(true_positive / union) if union else None
+
+
+def class_edges(labels: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Pixels whose right or lower neighbour has another class (one-pixel class edges); with
+    `valid`, only between two valid pixels."""
+    labels = np.asarray(labels)
+    valid = np.ones(labels.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    edges = np.zeros(labels.shape, dtype=bool)
+    edges[:, :-1] |= (labels[:, :-1] != labels[:, 1:]) & valid[:, :-1] & valid[:, 1:]
+    edges[:-1, :] |= (labels[:-1, :] != labels[1:, :]) & valid[:-1, :] & valid[1:, :]
+    return edges
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by a (2r+1)^2 square, via an integral image (no SciPy needed)."""
+    if radius <= 0:
+        return mask.copy()
+    padded = np.pad(mask.astype(np.int32), radius + 1)
+    integral = padded.cumsum(0).cumsum(1)
+    size = 2 * radius + 1
+    height, width = mask.shape
+    window = (integral[size:size + height, size:size + width] - integral[:height, size:size + width]
+              - integral[size:size + height, :width] + integral[:height, :width])
+    return window > 0
+
+
+def boundary_tolerance_px(shape: tuple[int, int], fraction: float = BOUNDARY_TOLERANCE) -> int:
+    """The tolerance band for an image of `shape`: `fraction` of its diagonal, at least 1 px."""
+    return max(1, math.ceil(fraction * math.hypot(*shape[:2])))
+
+
+def boundary_scores(labels: np.ndarray, predictions: np.ndarray, tolerance: int,
+                    ignore_index: int = 255) -> dict:
+    """Boundary precision, recall and F-score (DAVIS's F measure) of one image: a predicted class
+    edge is right when a true edge lies within `tolerance` px (square band), and vice versa.
+    Edges inside ignored areas are dropped; an image with no edges at all scores 1."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} differ in size.")
+    valid = labels != ignore_index
+    true_edges = class_edges(labels, valid)
+    predicted_edges = class_edges(predictions, valid)
+    n_true, n_predicted = int(true_edges.sum()), int(predicted_edges.sum())
+    if n_true == 0 and n_predicted == 0:
+        return {"boundary_precision": 1.0, "boundary_recall": 1.0, "boundary_f": 1.0}
+    precision = (float((predicted_edges & _dilate(true_edges, tolerance)).sum() / n_predicted)
+                 if n_predicted else 0.0)
+    recall = float((true_edges & _dilate(predicted_edges, tolerance)).sum() / n_true) if n_true else 0.0
+    f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"boundary_precision": precision, "boundary_recall": recall, "boundary_f": f}
+
+
 class PixelAccuracy(keras.metrics.Metric):
     """Share of non-ignored pixels whose arg-max class equals the label (logits in)."""
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segdemo.artifacts import CARD_FILE, METRICS_FILE, read_optional_json, read_report
+from segdemo.artifacts import (CARD_FILE, METRICS_FILE, REFERENCE_FILE, read_optional_json,
+                               read_report)
+from segdemo.reference import REFERENCE_TITLE
 
 
 def _num(value: float | None, spec: str = ".3f") -> str:
@@ -40,10 +42,19 @@ def results_table(weights_dir: str | Path) -> str:
             [f"`{card['id']}`", _size(card["input_size"]), f"{card['parameters'] / 1e6:.2f} M",
              f"{card['file_mb']:.1f}", _num(scores["pixel_accuracy"]), _num(scores["miou"]),
              *(_num(scores["iou"].get(n)) for n in class_names),
+             _num(scores.get("foreground_iou")), _num(scores.get("boundary_f")),
              _duration(card["training_seconds"]), card.get("hardware", "")]
         )
+    reference = read_optional_json(Path(weights_dir) / REFERENCE_FILE)
+    if reference and class_names:  # no border class: only the cut-out scores compare
+        scores = reference["original_resolution"]
+        rows.append([f"{REFERENCE_TITLE}", _size(reference["input_resolution"]["size"]), "",
+                     _num(reference.get("card", {}).get("file_mb"), ".1f"),
+                     *["n/a"] * (2 + len(class_names)), _num(scores.get("foreground_iou")),
+                     _num(scores.get("boundary_f")), "none", "PASCAL VOC (Google)"])
     header = ["model", "input", "parameters", "MB", "pixel acc.", "mIoU",
-              *(f"IoU {n}" for n in class_names), "training time", "trained on"]
+              *(f"IoU {n}" for n in class_names), "pet-vs-background IoU", "boundary F",
+              "training time", "trained on"]
     return _table(header, rows)
 
 

@@ -20,7 +20,20 @@ def test_results_table_is_generated_from_cards_and_metrics(tmp_path, capsys):
     assert lines[0].startswith("| model | input | parameters | MB | pixel acc. | mIoU | IoU pet |")
     assert len(lines) == 4
     assert lines[2] == ("| `unet` | 160x160 | 2.50 M | 9.9 | 0.901 | 0.612 | 0.800 | 0.900 | n/a | "
-                        "25 min | 2 CPU cores (x86_64), no GPU |")
+                        "n/a | n/a | 25 min | 2 CPU cores (x86_64), no GPU |")
+
+
+def test_results_table_has_the_reference_row_with_cut_out_scores_only(tmp_path, capsys):
+    _model(tmp_path, "unet", 0.61234)
+    write_json(tmp_path / "reference_voc.json", {
+        "card": {"file_mb": 2.09}, "input_resolution": {"size": [513, 513]},
+        "original_resolution": {"miou": 0.5, "foreground_iou": 0.91234, "boundary_f": 0.7}})
+    assert main(["results", "--weights", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "pet-vs-background IoU | boundary F" in lines[0]
+    assert lines[-1] == ("| reference: no pet training (PASCAL VOC DeepLabV3, int8 TFLite) | 513x513 |  "
+                         "| 2.1 | n/a | n/a | n/a | n/a | n/a | 0.912 | 0.700 | none | "
+                         "PASCAL VOC (Google) |")
 
 
 # --- speed tables -------------------------------------------------------------------------------
