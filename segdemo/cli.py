@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(cat or dog read as pet; no pet training)")
     e.add_argument("--data", help="dataset folder")
     e.add_argument("--format", choices=FORMATS, help="default: the format the model was trained on")
-    e.add_argument("--split", default="test")
+    e.add_argument("--split", default="test", help="test, val, train or (Oxford) probe")
+    e.add_argument("--tta", choices=("none", "flip"), default="none",
+                   help="flip: average with the mirror image (twice the network time)")
     e.add_argument("--json", help="write the metrics here (default: <model>/evaluation.json; "
                                   "with --reference: weights/reference_voc.json)")
 
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--opacity", type=float, default=0.5, help="mask opacity in the overlay")
+    p.add_argument("--tta", choices=("none", "flip"), default="none",
+                   help="flip: average with the mirror image (twice the network time)")
 
     sub.add_parser("architectures", help="list the registered architectures")
 
@@ -181,7 +185,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         segmenter = VocReference(args.reference)
         default_target = WEIGHTS_DIR / REFERENCE_FILE
     else:
-        segmenter = Segmenter.load(args.model)
+        segmenter = Segmenter.load(args.model, tta=args.tta)
         default_target = Path(args.model) / "evaluation.json"
     dataset = dataset_for_card(segmenter.card, args.data, args.format)
     metrics = evaluate(segmenter, dataset, args.split)
@@ -198,7 +202,7 @@ def _predict(args: argparse.Namespace) -> int:
     from segdemo.images import ImageError, open_image
     from segdemo.inference import Segmenter, mask_png, overlay
 
-    segmenter = Segmenter.load(args.model)
+    segmenter = Segmenter.load(args.model, tta=args.tta)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures = 0

@@ -67,6 +67,7 @@ def evaluate(segmenter: Segmenter, dataset: Dataset, split: str = "test",
     per_image.sort(key=lambda r: (r["miou"] is None, r["miou"] or 0.0))
     return {
         "model": segmenter.arch_id,
+        "tta": getattr(segmenter, "tta", "none"),
         "dataset": {"name": dataset.name, "format": dataset.format, "split": split},
         "images": len(samples),
         "original_resolution": {**scores(cm_original, names),

@@ -41,6 +41,9 @@ from segdemo.images import ImageSource, open_image
 from segdemo.preprocessing import get_preprocessor
 
 
+TTA_MODES = ("none", "flip")
+
+
 @dataclass
 class Prediction:
     """A model's answer for one image; masks are at the image's original resolution."""
@@ -66,12 +69,18 @@ class Prediction:
 class Segmenter:
     """A loaded model plus everything needed to apply it to user images."""
 
-    def __init__(self, model, card: dict, jit_compile: bool = False):
+    def __init__(self, model, card: dict, jit_compile: bool = False, tta: str = "none"):
         """`jit_compile` compiles the network (not the resize back) with XLA; off by default
-        because it was slower on CPU. Worth measuring on a GPU (`benchmark` reports both)."""
+        because it was slower on CPU. Worth measuring on a GPU (`benchmark` reports both).
+        `tta="flip"` averages the probabilities of the photo and its mirror image (test-time
+        augmentation: twice the network time)."""
         import tensorflow as tf
 
+        if tta not in TTA_MODES:
+            raise ValueError(f"Unknown test-time augmentation {tta!r}; choose one of "
+                             f"{', '.join(TTA_MODES)}.")
         self.model = model
+        self.tta = tta
         self.jit_compile = bool(jit_compile)
         self.card = card
         self.classes = [ClassInfo.from_json(c) for c in card["classes"]]
@@ -85,8 +94,13 @@ class Segmenter:
         @tf.autograph.experimental.do_not_convert  # plain graph code: nothing for AutoGraph to do
         def forward(batch):
             self.trace_count += 1  # runs only while tracing
-            logits = model(preprocess(tf.cast(batch, tf.float32)), training=False)
-            return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+            images = preprocess(tf.cast(batch, tf.float32))
+            probs = tf.nn.softmax(tf.cast(model(images, training=False), tf.float32), axis=-1)
+            if tta == "flip":
+                mirrored = model(tf.reverse(images, axis=[2]), training=False)
+                mirrored = tf.nn.softmax(tf.cast(mirrored, tf.float32), axis=-1)
+                probs = (probs + tf.reverse(mirrored, axis=[2])) / 2
+            return probs
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, len(self.classes)], tf.float32),
                                       tf.TensorSpec([2], tf.int32)])
@@ -101,10 +115,11 @@ class Segmenter:
         self._to_original = to_original
 
     @classmethod
-    def load(cls, model_dir: str | Path, jit_compile: bool = False) -> "Segmenter":
+    def load(cls, model_dir: str | Path, jit_compile: bool = False,
+             tta: str = "none") -> "Segmenter":
         """Load a trained model folder (raises `ModelLoadError` with the reason)."""
         model, card = load_model(model_dir)
-        return cls(model, card, jit_compile=jit_compile)
+        return cls(model, card, jit_compile=jit_compile, tta=tta)
 
     def warm_up(self) -> float:
         """Trace and run both graphs once on a small blank image, so that the first real photo

@@ -171,3 +171,15 @@ def test_xla_option_gives_the_same_answer_without_retracing(model_dir, segmenter
         _assert_same_labels(fast.mask, mask, margin)
     xla.predict_batch([_random_image(10, 10), _random_image(70, 20)])
     assert xla.trace_count == traces
+
+
+def test_flip_tta_averages_the_photo_and_its_mirror_image(model_dir, segmenter):
+    flipped = Segmenter.load(model_dir, tta="flip")
+    image = _random_image(32, 32, seed=3)
+    plain = segmenter.predict(image).input_probabilities
+    mirror = segmenter.predict(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)).input_probabilities
+    expected = (plain + mirror[:, ::-1]) / 2
+    np.testing.assert_allclose(flipped.predict(image).input_probabilities, expected, atol=1e-5)
+    assert not np.allclose(plain, expected, atol=1e-3)  # the untrained net is not symmetric
+    with pytest.raises(ValueError, match="test-time augmentation"):
+        Segmenter.load(model_dir, tta="rotate")
