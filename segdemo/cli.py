@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a trained model on a dataset's held-out split")
     which = e.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", help="trained model folder")
+    which.add_argument("--model", nargs="+", metavar="DIR",
+                       help="trained model folder; several make an ensemble (averaged probabilities)")
     which.add_argument("--reference", metavar="TFLITE",
                        help="score the off-the-shelf PASCAL VOC DeepLabV3 .tflite instead "
                             "(cat or dog read as pet; no pet training)")
@@ -173,10 +174,20 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _segmenter(folders: list[str], tta: str):
+    """One model, or the ensemble of several."""
+    from segdemo.inference import Segmenter
+
+    if len(folders) == 1:
+        return Segmenter.load(folders[0], tta=tta)
+    from segdemo.ensemble import Ensemble
+
+    return Ensemble([Segmenter.load(folder, tta=tta) for folder in folders])
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from segdemo.artifacts import write_json
     from segdemo.evaluate import dataset_for_card, evaluate, format_table
-    from segdemo.inference import Segmenter
 
     if args.reference:
         from segdemo.artifacts import REFERENCE_FILE
@@ -185,8 +196,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         segmenter = VocReference(args.reference)
         default_target = WEIGHTS_DIR / REFERENCE_FILE
     else:
-        segmenter = Segmenter.load(args.model, tta=args.tta)
-        default_target = Path(args.model) / "evaluation.json"
+        segmenter = _segmenter(args.model, args.tta)
+        default_target = Path(args.model[0]) / "evaluation.json"
     dataset = dataset_for_card(segmenter.card, args.data, args.format)
     metrics = evaluate(segmenter, dataset, args.split)
     if args.reference:

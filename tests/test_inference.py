@@ -183,3 +183,27 @@ def test_flip_tta_averages_the_photo_and_its_mirror_image(model_dir, segmenter):
     assert not np.allclose(plain, expected, atol=1e-3)  # the untrained net is not symmetric
     with pytest.raises(ValueError, match="test-time augmentation"):
         Segmenter.load(model_dir, tta="rotate")
+
+
+def test_ensemble_averages_members_at_the_largest_input_size(model_dir, segmenter, tmp_path):
+    from segdemo.ensemble import Ensemble
+
+    keras.utils.set_random_seed(1)
+    other = tmp_path / "other"
+    other.mkdir()
+    build_model("unet", 3, (64, 64), **OPTIONS).save_weights(other / "model.weights.h5")
+    write_json(other / "card.json", {
+        "id": "unet", "title": "U-Net", "classes": [c.to_json() for c in PET_CLASSES],
+        "input_size": [64, 64], "preprocessing": "unit", "options": OPTIONS})
+    big = Segmenter.load(other)
+    ensemble = Ensemble([segmenter, big])
+    assert ensemble.input_size == (64, 64)
+    image = _random_image(50, 40, seed=5)
+    small = segmenter.predict(image).input_probabilities
+    import tensorflow as tf
+    expected = (tf.image.resize(small[None], (64, 64)).numpy()[0] + big.predict(image).input_probabilities) / 2
+    got = ensemble.predict(image)
+    np.testing.assert_allclose(got.input_probabilities, expected, atol=1e-5)
+    assert got.mask.shape == (40, 50)
+    with pytest.raises(ValueError, match="at least two"):
+        Ensemble([segmenter])
