@@ -21,6 +21,8 @@ HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 BENCHMARK_FILE = "benchmark.json"  # beside the model folders, written by `segdemo benchmark`
 REFERENCE_FILE = "reference_voc.json"  # beside the model folders, written by `evaluate --reference`
+REFERENCE_PROBE_FILE = "reference_voc_probe.json"  # the same on the probe split
+PROBE_FILE = "probe.json"  # in a model folder: `evaluate --split probe` (the minor breeds)
 
 
 class ModelLoadError(RuntimeError):

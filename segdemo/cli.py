@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     shown = r.add_mutually_exclusive_group()
     shown.add_argument("--speed", action="store_true",
                        help="the speed tables from the benchmark JSON instead")
+    shown.add_argument("--probe", action="store_true",
+                       help="test split beside the probe split (minor breeds) instead")
     shown.add_argument("--robustness", action="store_true",
                        help="the mIoU under photo shifts from the robustness JSON instead")
     r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json) "
@@ -272,6 +274,8 @@ def _results(args: argparse.Namespace) -> int:
 
         path = args.json or Path(args.weights) / BENCHMARK_FILE
         print(report.speed_tables(report.load_benchmark(path)))
+    elif args.probe:
+        print(report.probe_table(args.weights))
     elif args.json:
         print("error: --json goes with --speed or --robustness.", file=sys.stderr)
         return 2

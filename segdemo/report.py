@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segdemo.artifacts import (CARD_FILE, METRICS_FILE, REFERENCE_FILE, read_optional_json,
-                               read_report)
+from segdemo.artifacts import (CARD_FILE, METRICS_FILE, PROBE_FILE, REFERENCE_FILE,
+                               REFERENCE_PROBE_FILE, read_optional_json, read_report)
 from segdemo.reference import REFERENCE_TITLE
 
 
@@ -56,6 +56,38 @@ def results_table(weights_dir: str | Path) -> str:
               *(f"IoU {n}" for n in class_names), "pet-vs-background IoU", "boundary F",
               "training time", "trained on"]
     return _table(header, rows)
+
+
+def probe_table(weights_dir: str | Path) -> str:
+    """Markdown table: each model on the test split beside the probe split (the minor breeds,
+    `evaluate --split probe --json <model>/probe.json`), and whether training saw the probe."""
+    rows = []
+    folders = sorted(p for p in Path(weights_dir).iterdir() if p.is_dir())
+    for folder in folders:
+        card = read_optional_json(folder / CARD_FILE)
+        test, probe = (read_optional_json(folder / name) for name in (METRICS_FILE, PROBE_FILE))
+        if not card or not test or not probe:
+            continue
+        held_out = card.get("config", {}).get("holdout_minor_breeds", False)
+        rows.append([f"`{card['id']}`", *_cut_out_scores(test), *_cut_out_scores(probe),
+                     str(probe.get("images", "")), "no (held out)" if held_out else "yes"])
+    for name in (REFERENCE_FILE, REFERENCE_PROBE_FILE):
+        if not (Path(weights_dir) / name).is_file():
+            break
+    else:
+        test, probe = (read_optional_json(Path(weights_dir) / n)
+                       for n in (REFERENCE_FILE, REFERENCE_PROBE_FILE))
+        rows.append([REFERENCE_TITLE, "n/a", *_cut_out_scores(test)[1:], "n/a",
+                     *_cut_out_scores(probe)[1:], str(probe.get("images", "")), "no"])
+    header = ["model", "test mIoU", "test pet-vs-bg IoU", "test boundary F", "probe mIoU",
+              "probe pet-vs-bg IoU", "probe boundary F", "probe images", "trained on the probe"]
+    return _table(header, rows)
+
+
+def _cut_out_scores(metrics: dict) -> list[str]:
+    scores = metrics["original_resolution"]
+    return [_num(scores.get("miou")), _num(scores.get("foreground_iou")),
+            _num(scores.get("boundary_f"))]
 
 
 # --- speed --------------------------------------------------------------------------------------
