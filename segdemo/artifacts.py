@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from segdemo.errors import SegDemoError
+
 WEIGHTS_FILE = "model.weights.h5"
 CARD_FILE = "card.json"
 HISTORY_FILE = "history.json"
@@ -25,7 +27,7 @@ REFERENCE_PROBE_FILE = "reference_voc_probe.json"  # the same on the probe split
 PROBE_FILE = "probe.json"  # in a model folder: `evaluate --split probe` (the minor breeds)
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(SegDemoError, RuntimeError):
     """A model folder that cannot be used; the message names the folder and the reason."""
 
 

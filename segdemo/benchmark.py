@@ -48,6 +48,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from segdemo.errors import SegDemoError
 from segdemo.artifacts import BENCHMARK_FILE, WEIGHTS_FILE, check_model_dir, read_card, write_json
 
 PHOTO_SIZE = (500, 375)  # (width, height), a typical Oxford-IIIT Pet photo
@@ -59,7 +60,7 @@ TARGET_SPEEDUP = 3.0
 TARGET_P50_MS = {"unet_mobilenetv2": 50.0}
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(SegDemoError, ValueError):
     """Nothing to benchmark, or a bad request; the message says what to do."""
 
 

@@ -287,7 +287,7 @@ def _results(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from segdemo.errors import USER_ERRORS
+    from segdemo.errors import SegDemoError
 
     try:
         if args.command == "train":
@@ -303,6 +303,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "robustness":
             return _robustness(args)
         return _architectures()
-    except USER_ERRORS as exc:
+    except SegDemoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

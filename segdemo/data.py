@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from segdemo.errors import SegDemoError
 from segdemo.classes import PET_CLASSES, VOC_CLASSES, ClassInfo, make_classes
 from segdemo.images import ImageError, is_image_file, open_image, resize_nearest
 from segdemo.preprocessing import get_preprocessor
@@ -50,7 +51,7 @@ _UPRIGHT = {
 _GREY_MODES = ("P", "L", "I", "I;16", "I;16L", "I;16B", "I;16N")
 
 
-class DataError(ValueError):
+class DataError(SegDemoError, ValueError):
     """A dataset problem; the message names the file and what is wrong, for the end user."""
 
 

@@ -12,12 +12,14 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from segdemo.errors import SegDemoError
+
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
-class ImageError(ValueError):
+class ImageError(SegDemoError, ValueError):
     """An input that cannot be used as an image; the message is meant for the end user."""
 
 

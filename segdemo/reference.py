@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segdemo.errors import SegDemoError
 from segdemo.classes import PET_CLASSES
 from segdemo.images import ImageSource, open_image, resize_nearest
 from segdemo.inference import Prediction
@@ -23,7 +24,7 @@ REFERENCE_ID = "reference_voc_deeplabv3_mobilenetv2"
 REFERENCE_TITLE = "reference: no pet training (PASCAL VOC DeepLabV3, int8 TFLite)"
 
 
-class ReferenceModelError(RuntimeError):
+class ReferenceModelError(SegDemoError, RuntimeError):
     """The reference model cannot be run; the message says why."""
 
 

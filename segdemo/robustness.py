@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from segdemo.errors import SegDemoError
 from segdemo.artifacts import read_card, read_report, write_json
 from segdemo.benchmark import default_weights_dir, discover
 from segdemo.classes import ClassInfo
@@ -36,7 +37,7 @@ REPORT_FILE = "robustness.json"
 GREY = (128, 128, 128)
 
 
-class RobustnessError(ValueError):
+class RobustnessError(SegDemoError, ValueError):
     """A bad request (unknown perturbation or model, nothing to score); says what to do."""
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import PIL
 import tensorflow as tf
 
+from segdemo.errors import SegDemoError
 from segdemo.artifacts import (CARD_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, read_json,
                                write_json)
 from segdemo.data import Augment, Dataset, load_dataset, make_tf_dataset
@@ -34,7 +35,7 @@ CHECKPOINT_DIR = "checkpoint"
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_miou")
 
 
-class TrainError(RuntimeError):
+class TrainError(SegDemoError, RuntimeError):
     """A training request that cannot go ahead; the message says what to change."""
 
 

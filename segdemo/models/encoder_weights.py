@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segdemo.errors import SegDemoError
+
 if TYPE_CHECKING:  # keras is imported where it runs: the registry must import without TensorFlow
     import keras
 
@@ -22,7 +24,7 @@ _REFERENCE_INPUT_SHAPE = (224, 224, 3)
 _AUTO_NAME = re.compile(r"^(conv2d|batch_normalization|add)(_\d+)?$")
 
 
-class EncoderWeightsError(RuntimeError):
+class EncoderWeightsError(SegDemoError, RuntimeError):
     """Pretrained encoder weights could not be obtained or did not fit the encoder."""
 
 

@@ -10,11 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from segdemo.errors import SegDemoError
+
 if TYPE_CHECKING:
     import keras
 
 
-class UnknownArchitectureError(KeyError):
+class UnknownArchitectureError(SegDemoError, KeyError):
     """An architecture id that is not in the registry."""
 
     def __str__(self) -> str:  # KeyError would show the message quoted
