@@ -12,7 +12,7 @@ PY=${PYTHON:-.venv/bin/python}
 DATA=${SEGDEMO_DATA:-../shared/data/oxford-pets}
 IMAGENET=../shared/pretrained/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5
 VOC=../shared/pretrained/mobilenet_v2_1.0_voc_deeplab_no_top.weights.h5
-COMMON="--batch-size 8 --lr 5e-4 --freeze-encoder-epochs 2 --freeze-encoder-bn --zoom-out 0.3 --loss dice_ce --holdout-minor-breeds"
+COMMON="--batch-size 8 --lr 5e-4 --freeze-encoder-epochs 2 --freeze-encoder-bn --decoder-bn-momentum 0.9 --zoom-out 0.3 --loss dice_ce --holdout-minor-breeds"
 
 declare -A ARCH=(
   [deeplabv3plus_mobilenetv2_voc288]=deeplabv3plus_mobilenetv2

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability of shrinking a training photo onto a plain canvas")
     t.add_argument("--freeze-encoder-bn", action="store_true",
                    help="keep the pretrained encoder's BatchNorm statistics (inference mode)")
+    t.add_argument("--decoder-bn-momentum", type=float, metavar="M",
+                   help="BatchNorm momentum outside the encoder (Keras default 0.99; 0.9 tracks "
+                        "the weights within an epoch on small datasets)")
     t.add_argument("--holdout-minor-breeds", action="store_true",
                    help="Oxford-IIIT Pet: train without the minor breeds (the 'probe' split)")
     t.add_argument("--val-fraction", type=float, default=0.1,
@@ -165,7 +168,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         freeze_encoder_epochs=args.freeze_encoder_epochs, resume=args.resume,
         flip=not args.no_flip, scale=None if args.no_scale else args.scale,
         color_jitter=args.color_jitter, zoom_out=args.zoom_out,
-        freeze_encoder_bn=args.freeze_encoder_bn,
+        freeze_encoder_bn=args.freeze_encoder_bn, decoder_bn_momentum=args.decoder_bn_momentum,
         holdout_minor_breeds=args.holdout_minor_breeds, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, seed=args.seed,
         classes=args.classes.split(",") if args.classes else None, options=dict(args.option),

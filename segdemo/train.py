@@ -61,6 +61,7 @@ class TrainConfig:
     color_jitter: float = 0.1
     zoom_out: float = 0.0
     freeze_encoder_bn: bool = False
+    decoder_bn_momentum: float | None = None
     holdout_minor_breeds: bool = False
     val_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -196,6 +197,8 @@ def train(config: TrainConfig) -> Path:
                            encoder_weights=None if resumed else config.encoder_weights,
                            **config.options)
     twin = arch.build(dataset.num_classes, input_size, **config.options)
+    if config.decoder_bn_momentum is not None:
+        _set_decoder_bn_momentum(model, config.decoder_bn_momentum)
     state = {"epoch": 0, "phase": 0, "best_val_miou": -1.0, "best_epoch": 0}
     history: list[dict] = []
     if resumed:
@@ -314,6 +317,18 @@ def _background_index(dataset: Dataset) -> int:
     """The class a zoom-out canvas is labelled with: "background" if the dataset has one."""
     names = [c.name for c in dataset.classes]
     return names.index("background") if "background" in names else dataset.ignore_index
+
+
+def _set_decoder_bn_momentum(model: keras.Model, momentum: float) -> None:
+    """Faster-moving statistics outside the encoder. With Keras' default 0.99 and a few dozen
+    steps an epoch, the decoder's moving averages lag so far behind its weights that the
+    per-epoch validation (inference mode) misjudges the epochs: measured on DeepLabV3+ at epoch 5,
+    val mIoU 0.23 in inference mode, 0.69 with batch statistics, 0.72 after re-estimation."""
+    encoder = _encoder_layer(model)
+    inside = {id(layer) for layer in _nested_layers(encoder)} if isinstance(encoder, keras.Model) else set()
+    for layer in _nested_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization) and id(layer) not in inside:
+            layer.momentum = momentum
 
 
 def _freeze_batchnorm(model: keras.Model) -> None:

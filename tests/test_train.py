@@ -142,3 +142,19 @@ def test_recalibration_leaves_models_without_batchnorm_alone():
 
     model = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 1)])
     assert recalibrate_batchnorm(model, never()) == 0
+
+
+def test_decoder_bn_momentum_leaves_the_encoder_alone():
+    import keras
+
+    from segdemo.models import build_model
+    from segdemo.train import _set_decoder_bn_momentum
+
+    model = build_model("deeplabv3plus_mobilenetv2", 3, (64, 64))
+    _set_decoder_bn_momentum(model, 0.9)
+    encoder_bn = [l for l in model.get_layer("encoder").layers
+                  if isinstance(l, keras.layers.BatchNormalization)]
+    decoder_bn = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert encoder_bn and decoder_bn
+    assert {l.momentum for l in encoder_bn} == {0.999}
+    assert {l.momentum for l in decoder_bn} == {0.9}
