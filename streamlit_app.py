@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import streamlit as st
 from PIL import Image
 
+import app_video
 from segdemo import batching
 from segdemo import dashboard as db
 from segdemo import plots
@@ -33,7 +34,7 @@ from streamlit.runtime.uploaded_file_manager import DeletedFile
 
 st.set_page_config(page_title="SegDemo", page_icon="🐾", layout="wide")
 CONFIG = db.parse_config(sys.argv[1:], os.environ)
-TABS = ("Segment", "Compare", "Training", "Evaluation")
+TABS = ("Segment", "Compare", "Training", "Evaluation", "Video")
 Input = tuple[str, "db.InputImage | str"]  # (name, decoded image or the error shown for it)
 BROWSE_PAGE = 4  # evaluation images shown at a time
 # Serving (process-wide): networks run one at a time on a CPU (each uses every core); a queue
@@ -530,7 +531,7 @@ def main() -> None:
         st.info("Choose one or more models in the sidebar.")
         return
     tabs = st.tabs(list(TABS), key="tab", on_change="rerun")
-    segment, compare, training, evaluation = tabs
+    segment, compare, training, evaluation, video = tabs
     if segment.open:
         with segment:
             if inputs:
@@ -547,6 +548,9 @@ def main() -> None:
     if evaluation.open:
         with evaluation:
             evaluation_tab(chosen)
+    if video.open:
+        with video:
+            app_video.render(chosen, server().pool)
 
 
 main()

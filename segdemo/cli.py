@@ -103,13 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the metrics here (default: <model>/evaluation.json; "
                                   "with --reference: weights/reference_voc.json)")
 
-    p = sub.add_parser("predict", help="write mask and overlay PNGs for images")
+    p = sub.add_parser("predict", help="write mask and overlay PNGs for images, overlay videos "
+                                       "for clips")
     p.add_argument("--model", required=True, help="trained model folder")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", metavar="FILE",
+                   help="image files and video clips (mp4, webm, mov, avi, mkv, animated gif)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--opacity", type=float, default=0.5, help="mask opacity in the overlay")
     p.add_argument("--tta", choices=("none", "flip"), default="none",
                    help="flip: average with the mirror image (twice the network time)")
+    p.add_argument("--fps", action="store_true",
+                   help="clips: show progress and the frames per second achieved")
+    p.add_argument("--smooth", type=float, default=0.0, metavar="S",
+                   help="clips: temporal smoothing, 0 (off) to <1; each frame's class "
+                        "probabilities are averaged with the past at weight S (less flicker, "
+                        "masks trail motion)")
+    p.add_argument("--frames", type=int, metavar="N", help="clips: only the first N frames")
+    p.add_argument("--masks", action="store_true",
+                   help="clips: also write one mask PNG per frame into <out>/<name>_masks/")
+    p.add_argument("--batch-size", type=int, default=8, help="clips: frames per network call")
 
     sub.add_parser("architectures", help="list the registered architectures")
 
@@ -217,12 +229,26 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from segdemo.images import ImageError, open_image
     from segdemo.inference import Segmenter, mask_png, overlay
+    from segdemo.video import VideoError, is_video
 
+    problem = ("--smooth must lie in [0, 1)" if not 0.0 <= args.smooth < 1.0 else
+               "--batch-size must be at least 1" if args.batch_size < 1 else
+               "--frames must be at least 1" if args.frames is not None and args.frames < 1 else None)
+    if problem:
+        print(f"error: {problem}.", file=sys.stderr)
+        return 2
     segmenter = Segmenter.load(args.model, tta=args.tta)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in args.images:
+        if is_video(path):
+            try:
+                _predict_video(segmenter, Path(path), out, args)
+            except VideoError as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+                failures += 1
+            continue
         try:
             image = open_image(path)
         except ImageError as exc:
@@ -235,6 +261,32 @@ def _predict(args: argparse.Namespace) -> int:
         overlay(image, prediction.mask, segmenter.classes, args.opacity).save(out / f"{stem}_overlay.png")
         print(f"{path}: {image.size[0]}x{image.size[1]}, {prediction.seconds * 1000:.0f} ms")
     return 1 if failures else 0
+
+
+def _predict_video(segmenter, path: Path, out: Path, args: argparse.Namespace) -> None:
+    """One clip: its overlay video (and per-frame masks with --masks) into `out`."""
+    from segdemo.video import segment_video
+
+    def progress(done: int, total: int | None) -> None:
+        print(f"\r{path.name}: frame {done}" + (f" of {total}" if total else ""), end="",
+              file=sys.stderr, flush=True)
+
+    segmenter.warm_up()  # tracing is not part of the rate
+    result = segment_video(segmenter, path, out / f"{path.stem}_overlay", name=path.name,
+                           opacity=args.opacity, smooth=args.smooth, batch_size=args.batch_size,
+                           max_frames=args.frames,
+                           masks_dir=out / f"{path.stem}_masks" if args.masks else None,
+                           progress=progress if args.fps else None)
+    if args.fps:
+        print(file=sys.stderr)
+    line = (f"{path}: {result.frames} frames, {result.width}x{result.height} at "
+            f"{float(result.fps):.3g} frames/s -> {result.path}")
+    if args.fps:
+        line += (f"; {result.achieved_fps:.1f} frames/s achieved ({result.network_fps:.1f} in the "
+                 f"network, batches of {result.batch_size})")
+    print(line + (f"; flicker {result.flicker:.2%}" if result.frames > 1 else ""))
+    if result.note:
+        print(f"warning: {result.note}", file=sys.stderr)
 
 
 def _architectures() -> int:
