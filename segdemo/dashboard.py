@@ -1,18 +1,21 @@
 """The dashboard's logic, kept free of Streamlit so it can be tested (and reused) without a server.
 
 `streamlit_app.py` only lays out widgets; everything it shows comes from here: which model folders
-are usable and why not, decoded inputs with content hashes (the prediction cache key), the one
-function that runs inference (and counts its calls, so tests can prove that moving a slider ran
-no new inference), tables, legends and the per-image evaluation browser.
+are usable and why not, what each row of the page runs (`Variant`: a model or an ensemble, with or
+without TTA), decoded inputs with content hashes (the prediction cache key), the one function that
+runs inference (and counts its calls, so tests can prove that moving a slider ran no new
+inference), the per-pixel probabilities the hover read-out shows, tables, legends and the
+per-image evaluation browser.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import math
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +31,18 @@ from segdemo.models.registry import ARCHITECTURES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
-# Photos that ship inside scikit-image's wheel (no pooch download): name -> skimage.data function.
-SKIMAGE_EXAMPLES = {"Chelsea the cat": "chelsea", "Coffee cup": "coffee",
-                    "Astronaut": "astronaut", "Rocket": "rocket"}
+# Photos that ship inside scikit-image's wheel (no pooch download): name -> file in skimage/data,
+# read directly (importing scikit-image would add ~1 s to the first page, which shows them).
+SKIMAGE_EXAMPLES = {"Chelsea the cat": "chelsea.png", "Coffee cup": "coffee.png",
+                    "Astronaut": "astronaut.png", "Rocket": "rocket.jpg"}
 # Shown images are shrunk to this longest side: the browser gets less data and reruns stay fast.
 # Downloads and all metrics use the full resolution.
 DISPLAY_SIDE = 1024
+# The hover read-out's grid of class probabilities (longest side; sent to the browser as uint8
+# percentages: 90 KB for a 4:3 photo and three classes) and the photo under it.
+HOVER_SIDE = 200
+INSPECT_SIDE = 640
+THUMBNAIL_SIDE = 240
 # Held-out images scored live when metrics.json does not cover the dataset (bounds the wait): a
 # seeded random sample across the whole split, so no single breed or folder fills it.
 LIVE_EVAL_LIMIT = 24
@@ -213,14 +222,123 @@ def discover_models(weights_dir: Path) -> list[ModelEntry]:
     return entries
 
 
-def load_segmenter(folder: Path):
+def load_segmenter(folder: Path, report: Callable[[str], None] = lambda stage: None):
     """Load a model folder and trace it once on a tiny image, so the first real photo's timing
-    is the network's and not TensorFlow's tracing (raises `ModelLoadError` with the reason)."""
+    is the network's and not TensorFlow's tracing (raises `ModelLoadError` with the reason).
+    `report` hears each stage, for the page's loading bar."""
     from segdemo.inference import Segmenter
 
+    report("reading the weights")
     segmenter = Segmenter.load(folder)
+    report("preparing the network (first run)")
     segmenter.predict(Image.new("RGB", (8, 8)))
     return segmenter
+
+
+def with_tta(segmenter, tta: str):
+    """The same loaded network with test-time augmentation `tta`: a second traced graph over the
+    same weights (no second copy in memory), traced here so the first photo does not wait."""
+    from segdemo.inference import Segmenter
+
+    variant = Segmenter(segmenter.model, segmenter.card, jit_compile=segmenter.jit_compile, tta=tta)
+    variant.predict(Image.new("RGB", (8, 8)))
+    return variant
+
+
+def full_resolution(segmenter):
+    """What rebuilds full-size masks from kept input-size probabilities: the segmenter itself, or
+    for an `Ensemble` the member at whose input size its average is taken (the same graph its
+    `predict_batch` resizes with, so the same labels)."""
+    members = getattr(segmenter, "members", None)
+    if members is None:
+        return segmenter
+    return next(m for m in members if tuple(m.input_size) == tuple(segmenter.input_size))
+
+
+# ----------------------------------------------------------------------------- what a row runs
+
+
+@dataclass(frozen=True, eq=False)
+class Variant:
+    """What one row of the page runs: one model, or an ensemble of several (their probabilities
+    averaged), with or without flip TTA. `key` names the inference, so every setting has cached
+    results of its own and switching back finds them again."""
+
+    members: tuple[ModelEntry, ...]
+    tta: str = "none"
+
+    @property
+    def ensemble(self) -> bool:
+        return len(self.members) > 1
+
+    @property
+    def entry(self) -> ModelEntry:
+        """The model (the first member of an ensemble)."""
+        return self.members[0]
+
+    @property
+    def id(self) -> str:
+        """For widget keys and file names: `unet`, `unet-flip`, `ensemble-unet+unet_mobilenetv2`."""
+        base = "ensemble-" + "+".join(m.id for m in self.members) if self.ensemble else self.entry.id
+        return base if self.tta == "none" else f"{base}-{self.tta}"
+
+    @property
+    def title(self) -> str:
+        base = ("Ensemble of " + " + ".join(m.title for m in self.members) if self.ensemble
+                else self.entry.title)
+        return base + (" · flip TTA" if self.tta == "flip" else "")
+
+    @property
+    def key(self) -> str | tuple:
+        """A plain model's is its folder's `cache_key`, as for every other user of the app's
+        predictor pool; the others add the members and the TTA."""
+        if self.plain:
+            return self.entry.cache_key
+        return tuple(m.cache_key for m in self.members), self.tta
+
+    @property
+    def classes(self) -> list[ClassInfo]:
+        return self.entry.classes
+
+    @property
+    def plain(self) -> bool:
+        """One model without TTA: the case its card's scores and benchmark describe."""
+        return not self.ensemble and self.tta == "none"
+
+    def without_tta(self) -> "Variant":
+        return Variant(self.members)
+
+    def parts(self) -> list["Variant"]:
+        """An ensemble's members as rows of their own, with the same TTA."""
+        return [Variant((m,), self.tta) for m in self.members]
+
+
+def ensemble_problem(chosen: Sequence[ModelEntry]) -> str | None:
+    """Why the chosen models cannot be averaged, or None."""
+    if len(chosen) < 2:
+        return "Choose two or more models to add their ensemble."
+    if len({tuple(c.name for c in e.classes) for e in chosen}) > 1:
+        return "The chosen models predict different classes, so they cannot be averaged."
+    return None
+
+
+def variants(chosen: Sequence[ModelEntry], tta: str = "none",
+             ensemble: bool = False) -> list[Variant]:
+    """The page's rows: each chosen model, then their ensemble when asked for and possible."""
+    rows = [Variant((e,), tta) for e in chosen]
+    if ensemble and ensemble_problem(chosen) is None:
+        rows.append(Variant(tuple(chosen), tta))
+    return rows
+
+
+def best_epoch(entry: ModelEntry) -> int | None:
+    """The epoch whose weights were kept: the card's `best_epoch`, else the best val mIoU."""
+    kept = entry.card.get("best_epoch")
+    if isinstance(kept, int):
+        return kept
+    scored = [(v, r.get("epoch", i + 1)) for i, r in enumerate(entry.history)
+              if (v := _number(r.get("val_miou"))) is not None]
+    return max(scored)[1] if scored else None
 
 
 # ----------------------------------------------------------------------------- inputs and inference
@@ -287,17 +405,14 @@ def decode_input(data: bytes, name: str) -> InputImage:
     return InputImage(name, hashlib.sha256(data).hexdigest(), open_image(data, name=name))
 
 
-def image_input(image: Image.Image, name: str) -> InputImage:
-    """An in-memory picture (an example photo), hashed by its pixels."""
-    image = open_image(image, name=name)
-    digest = hashlib.sha256(image.tobytes() + repr(image.size).encode()).hexdigest()
-    return InputImage(name, digest, image)
-
-
-def skimage_example(function: str) -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(getattr(data, function)())
+def example_path(file: str) -> Path | None:
+    """Where scikit-image keeps a bundled example photo, found without importing scikit-image;
+    None when it is not installed or was installed without its data."""
+    spec = importlib.util.find_spec("skimage")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (path := Path(folder) / "data" / file).is_file():
+            return path
+    return None
 
 
 def run_inference(segmenter, image: InputImage):
@@ -324,6 +439,33 @@ def display_size(size: tuple[int, int], side: int = DISPLAY_SIDE) -> tuple[int, 
 def shrink(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
     size = display_size(image.size, side)
     return image if size == image.size else image.resize(size, Image.BILINEAR)
+
+
+def bilinear(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`array` (h, w, ...) resized to shape=(H, W) by bilinear interpolation with half-pixel
+    centres, as `tf.image.resize` does (which makes the full-resolution masks), in float32."""
+    array = np.asarray(array, np.float32)
+
+    def axis(out: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        position = np.clip((np.arange(out) + 0.5) * size / out - 0.5, 0, size - 1)
+        low = np.floor(position).astype(int)
+        return low, np.minimum(low + 1, size - 1), (position - low).astype(np.float32)
+
+    (y0, y1, wy), (x0, x1, wx) = axis(shape[0], array.shape[0]), axis(shape[1], array.shape[1])
+    wx = wx.reshape((1, -1) + (1,) * (array.ndim - 2))
+    wy = wy.reshape((-1, 1) + (1,) * (array.ndim - 2))
+    top = array[y0][:, x0] * (1 - wx) + array[y0][:, x1] * wx
+    bottom = array[y1][:, x0] * (1 - wx) + array[y1][:, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def probability_grid(probabilities: np.ndarray, size: tuple[int, int],
+                     side: int = HOVER_SIDE) -> np.ndarray:
+    """Class probabilities as whole percentages (uint8, (h, w, C)) on a grid over a photo of
+    size=(width, height), at most `side` cells a side: what the hover read-out sends to the
+    browser. From the kept input-size probabilities, interpolated as the full mask is."""
+    shape = display_size(size, side)[::-1]
+    return (bilinear(probabilities, shape) * 100 + 0.5).clip(0, 100).astype(np.uint8)
 
 
 def shrink_array(array: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
@@ -404,29 +546,42 @@ def latency_text(segmenter_s: float | None, p50_ms: float | None = None) -> str:
     return " · ".join(parts) or "no timing yet"
 
 
-def comparison_rows(entries: Sequence[ModelEntry],
+def comparison_rows(rows: Sequence[Variant],
                     seconds: Mapping[str, float] | None = None) -> list[dict]:
-    """The Compare table: scores and sizes from the cards, the time inside `Segmenter` for this
-    photo (`seconds`, per model id) and the benchmark's."""
+    """The Compare table: scores and sizes from the cards, the time inside the segmenter for this
+    photo (`seconds`, per variant id) and the benchmark's. Cards score one model without TTA, so
+    a TTA or ensemble row leaves the scores and the benchmark empty; sizes add up."""
     seconds = seconds or {}
-    rows = []
-    for e in entries:
-        params = e.card.get("parameters")
-        size_mb = e.card.get("file_mb")
-        if size_mb is None and (e.folder / WEIGHTS_FILE).is_file():
-            size_mb = round((e.folder / WEIGHTS_FILE).stat().st_size / 2**20, 2)
-        measured = seconds.get(e.id)
-        rows.append({
-            "model": e.title,
-            "test mIoU": e.test_miou,
-            "pixel accuracy": e.pixel_accuracy,
-            "parameters": int(params) if isinstance(params, (int, float)) else None,
-            "MB": size_mb,
+    table = []
+    for row in rows:
+        params = [e.card.get("parameters") for e in row.members]
+        sizes = [_file_mb(e) for e in row.members]
+        measured = seconds.get(row.id)
+        table.append({
+            "model": row.title,
+            "test mIoU": row.entry.test_miou if row.plain else None,
+            "pixel accuracy": row.entry.pixel_accuracy if row.plain else None,
+            "parameters": int(sum(params)) if all(isinstance(p, (int, float)) for p in params)
+            else None,
+            "MB": round(sum(sizes), 2) if None not in sizes else None,
             "segmenter ms (this photo)": round(measured * 1000, 1) if measured is not None
             else None,
-            "benchmark p50 (ms)": e.benchmark_p50_ms,
+            "benchmark p50 (ms)": row.entry.benchmark_p50_ms if row.plain else None,
         })
-    return rows
+    return table
+
+
+def _file_mb(entry: ModelEntry) -> float | None:
+    size_mb = _number(entry.card.get("file_mb"))
+    if size_mb is None and (entry.folder / WEIGHTS_FILE).is_file():
+        size_mb = round((entry.folder / WEIGHTS_FILE).stat().st_size / 2**20, 2)
+    return size_mb
+
+
+def batch_text(done: int, total: int, photos: int, models: int) -> str:
+    """The progress bar's line while a batch runs."""
+    return (f"Segmenting {photos} photo{'s' * (photos != 1)} with {models} "
+            f"model{'s' * (models != 1)}: {done} of {total} results ready")
 
 
 def training_rows(entries: Sequence[ModelEntry]) -> list[dict]:

@@ -1,12 +1,17 @@
-"""Plotly figures for the dashboard: training curves, per-class IoU, confusion matrices and the
-map of where models disagree. Pure functions of plain data, so they are testable without a server.
+"""Plotly figures for the dashboard: training curves (all models overlaid, or one model's beside
+its masks), the mask inspector (class probabilities under the pointer, a photo/mask slider),
+per-class IoU, confusion matrices and the map of where models disagree. Pure functions of plain
+data, so they are testable without a server.
 """
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
@@ -16,6 +21,13 @@ HISTORY_PANELS = (("Loss", "loss", "val_loss"), ("Pixel accuracy", "accuracy", "
                   ("Validation mIoU", None, "val_miou"))
 # Larger maps are shrunk (nearest) before plotting: a heatmap cell per pixel would be megabytes.
 MAP_SIDE = 256
+# The inspector's slider between photo (0) and mask (100): percent of mask shown.
+SLIDER_STEPS = (0, 25, 50, 75, 100)
+# Plot height per unit of the photo's aspect (height / width) at a typical column width, and
+# the room the slider takes under it.
+INSPECT_WIDTH_PX, SLIDER_PX = 260, 64
+# For every small figure beside a photo: no toolbar, no zoom (a drag on a phone scrolls the page).
+STILL_CONFIG = {"displayModeBar": False, "scrollZoom": False, "doubleClick": False}
 
 
 def history_figure(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
@@ -47,6 +59,89 @@ def history_figure(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
                       legend={"orientation": "h", "y": -0.22,
                               "title": {"text": "solid: training, dashed: validation  "}})
     return fig
+
+
+def model_history_figure(history: Sequence[Mapping], kept_epoch: int | None = None) -> go.Figure:
+    """One model's training beside its masks: loss and val_loss above, val mIoU below, the kept
+    epoch marked on both; each point names its epoch on hover."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("Loss", "Validation mIoU"))
+    epochs = [r.get("epoch", i + 1) for i, r in enumerate(history)]
+    curves = (("loss", 1, COLOURS[0], "solid"), ("val_loss", 1, COLOURS[1], "dash"),
+              ("val_miou", 2, COLOURS[2], "solid"))
+    for key, row, colour, dash in curves:
+        values = [_finite(r.get(key)) for r in history]
+        if all(v is None for v in values):
+            continue
+        fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=key, meta=key,
+                                 line={"color": colour, "dash": dash, "width": 1.5},
+                                 marker={"size": 3},
+                                 hovertemplate=f"epoch %{{x}}<br>{key} %{{y:.4f}}<extra></extra>"),
+                      row=row, col=1)
+    if kept_epoch is not None and kept_epoch in epochs:
+        fig.add_vline(x=kept_epoch, line={"color": "#888", "dash": "dot", "width": 1}, row="all",
+                      col=1)
+        miou = _finite(history[epochs.index(kept_epoch)].get("val_miou"))
+        if miou is not None:
+            fig.add_trace(go.Scatter(
+                x=[kept_epoch], y=[miou], mode="markers", name="kept", meta="kept",
+                marker={"symbol": "star", "size": 12, "color": "#d62728"},
+                hovertemplate="kept: epoch %{x}<br>val mIoU %{y:.4f}<extra></extra>"), row=2, col=1)
+    fig.update_xaxes(tick0=1, dtick=max(1, -(-len(epochs) // 8)), fixedrange=True)
+    fig.update_xaxes(title_text="epoch", title_standoff=4, row=2, col=1)
+    fig.update_yaxes(fixedrange=True)
+    fig.update_layout(height=360, margin={"t": 24, "b": 8, "l": 8, "r": 8}, hovermode="closest",
+                      dragmode=False, legend={"orientation": "h", "y": -0.2, "yanchor": "top",
+                                              "x": 0, "font": {"size": 10}})
+    fig.update_annotations(font_size=12)
+    return fig
+
+
+def _data_uri(image: Image.Image, format: str) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **({"quality": 85} if format == "JPEG" else {}))
+    return f"data:image/{format.lower()};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+def inspect_figure(photo: Image.Image, mask: Image.Image, grid: np.ndarray,
+                   size: tuple[int, int], class_names: Sequence[str]) -> go.Figure:
+    """The coloured mask over the photo, in the photo's pixel coordinates (size=(width, height)):
+    hovering (tapping, on a phone) shows every class's probability there (`grid`: whole
+    percentages, (h, w, C), from `dashboard.probability_grid`), and a slider fades from the photo
+    (0 %) to the mask (100 %). Both happen in the browser: the probabilities travel with the
+    figure and the slider restyles the mask layer, so neither asks the server anything."""
+    width, height = size
+    fig = go.Figure()
+    for name, image, format in (("photo", photo, "JPEG"), ("mask", mask, "PNG")):
+        dx, dy = width / image.width, height / image.height
+        fig.add_trace(go.Image(source=_data_uri(image.convert("RGB"), format), name=name,
+                               x0=dx / 2, dx=dx, y0=dy / 2, dy=dy, hoverinfo="skip"))
+    rows, cols = grid.shape[:2]
+    lines = "<br>".join(f"{_escape(n)}: %{{customdata[{i}]}}%" for i, n in enumerate(class_names))
+    fig.add_trace(go.Heatmap(  # invisible: only there to be hovered
+        z=grid.argmax(axis=-1).astype(np.uint8), customdata=grid, name="probabilities",
+        x=np.floor((np.arange(cols) + 0.5) * width / cols).astype(np.int32),
+        y=np.floor((np.arange(rows) + 0.5) * height / rows).astype(np.int32),
+        opacity=0, showscale=False, colorscale=[[0, "#000"], [1, "#000"]],
+        hovertemplate=f"x %{{x}}, y %{{y}}<br>{lines}<extra></extra>"))
+    steps = [{"label": {0: "photo", 100: "mask"}.get(v, f"{v}%"), "value": str(v),
+              "method": "restyle", "args": [{"opacity": v / 100}, [1]]} for v in SLIDER_STEPS]
+    plot_height = int(np.clip(INSPECT_WIDTH_PX * height / width, 160, 440))
+    fig.update_layout(
+        height=plot_height + SLIDER_PX, margin={"t": 0, "b": SLIDER_PX, "l": 0, "r": 0},
+        dragmode=False, hovermode="closest",
+        xaxis={"visible": False, "range": [0, width], "fixedrange": True, "constrain": "domain"},
+        yaxis={"visible": False, "range": [height, 0], "fixedrange": True, "scaleanchor": "x",
+               "constrain": "domain"},
+        sliders=[{"active": len(steps) - 1, "steps": steps, "x": 0.05, "len": 0.9, "y": 0,
+                  "yanchor": "top", "pad": {"t": 8, "b": 0}, "currentvalue": {"visible": False},
+                  "ticklen": 3, "font": {"size": 11}}])
+    return fig
+
+
+def _escape(text: str) -> str:
+    """Plotly renders hover text as a small HTML subset."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _finite(value) -> float | None:

@@ -1,16 +1,21 @@
-"""The dashboard through Streamlit's AppTest: widgets, tabs, uploads, bad files, and proof (via
+"""The dashboard through Streamlit's AppTest: widgets, tabs, uploads, bad files, the side-by-side
+rows, TTA and ensemble rows, the cut-out, batches and the example gallery, and proof (via
 `segdemo.dashboard.inference_calls`) that sliders, toggles and tab switches run no new inference."""
 from __future__ import annotations
 
+import base64
+import csv
 import io
 import json
 import re
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -75,6 +80,45 @@ def figures(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
+def inspectors(at: AppTest) -> list[dict]:
+    """The mask figures (hover read-out + photo/mask slider) of the Segment tab's rows."""
+    return [f for f in figures(at) if f["layout"].get("sliders")]
+
+
+def histories(at: AppTest) -> list[dict]:
+    """The per-row training-history figures."""
+    return [f for f in figures(at) if any(t.get("meta") == "val_miou" for t in f["data"])]
+
+
+def decoded(spec) -> np.ndarray:
+    """A plotly typed-array spec (numpy arrays travel base64-encoded) as an array."""
+    shape = [int(n) for n in spec["shape"].split(",")]
+    return np.frombuffer(base64.b64decode(spec["bdata"]), np.dtype(spec["dtype"])).reshape(shape)
+
+
+def row_titles(at: AppTest) -> list[str]:
+    return [shown(m.value).split("**")[1] for m in at.markdown if m.value.startswith("**")]
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict:
+    """Every download button's data by key, deferred callables as they are, so that a test can
+    'click' one (AppTest serves no files)."""
+    from streamlit.elements.widgets.button import ButtonMixin
+
+    seen: dict = {}
+
+    def recording(original):
+        def download_button(*args, **kwargs):
+            seen[kwargs["key"]] = kwargs.get("data", args[-1] if len(args) > 1 else None)
+            return original(*args, **kwargs)
+        return download_button
+
+    monkeypatch.setattr(ButtonMixin, "download_button", recording(ButtonMixin.download_button))
+    monkeypatch.setattr(st, "download_button", recording(st.download_button))
+    return seen
+
+
 def test_starts_with_the_default_and_with_an_empty_weights_folder(monkeypatch, tmp_path):
     monkeypatch.delenv("SEGDEMO_WEIGHTS", raising=False)
     assert not AppTest.from_file(APP, default_timeout=TIMEOUT_S).run().exception
@@ -88,7 +132,8 @@ def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights)
     at = start(monkeypatch, weights)
     sidebar = " ".join(texts(at.sidebar.caption))
     assert "Unavailable: deeplabv3plus_xception: model.weights.h5 is corrupt" in sidebar
-    assert "Test mIoU: 0.611" in sidebar
+    assert "Test mIoU" not in sidebar  # descriptions and scores sit behind the help icons
+    assert "Test mIoU: 0.611" in at.checkbox(key="model_unet_mobilenetv2").help
     assert at.checkbox(key="model_fcn8s_vgg16").label == "FCN-8s with VGG16 encoder (half width) · not trained"
     assert at.checkbox(key="model_deeplabv3plus_xception").disabled
     at.checkbox(key="model_unet").check()
@@ -96,14 +141,15 @@ def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights)
     upload(at, ("cat.png", photo_bytes(64, 48)))
     assert not at.exception and db.inference_calls == before + 2  # one per model
     shown = captions(at)
-    assert shown.count("Input") == 2 and shown.count("Mask") == 2
-    assert shown.count("Overlay (50% mask)") == 2
+    assert shown.count("Input") == 2 and shown.count("Overlay (50% mask)") == 2
+    assert len(inspectors(at)) == 2 and len(histories(at)) == 2
     legends = [m.value for m in at.markdown if "background" in m.value]
     assert len(legends) == 2 and all(name in legends[0] for name in CLASS_NAMES)
     assert sum("Covers: pet" in c.value for c in at.caption) == 2
     assert sum("segmenter" in m.value and "ms for this photo" in m.value for m in at.markdown) == 2
-    assert {b.label for b in at.download_button} == {"Mask PNG (class indices)", "Overlay PNG"}
-    assert len(at.download_button) == 4
+    assert [b.label for b in at.download_button][1:] == [
+        "Mask PNG (class indices)", "Overlay PNG", "Cut-out PNG"] * 2
+    assert at.download_button(key="batch_zip").label.startswith("All results as one ZIP")
 
     at.slider(key="opacity").set_value(0.8).run()
     assert captions(at).count("Overlay (80% mask)") == 2
@@ -111,6 +157,8 @@ def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights)
     assert not [m for m in at.markdown if "background" in m.value]
     at.toggle(key="confidence").set_value(True).run()
     assert sum(c.startswith("Confidence") for c in captions(at)) == 2
+    at.toggle(key="cutout").set_value(True).run()
+    assert captions(at).count("Cut-out (transparent background)") == 2
 
     open_tab(at, "Compare")
     assert len(at.get("plotly_chart")) == 1
@@ -126,6 +174,100 @@ def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights)
     open_tab(at, "Segment")
     assert not at.exception
     assert db.inference_calls == before + 2, "a slider, toggle or tab switch re-ran inference"
+
+
+def test_each_row_sets_input_mask_overlay_and_history_side_by_side(monkeypatch, weights):
+    """One row of four columns per model; the mask figure carries the probabilities its hover
+    read-out shows (whole percentages over the photo, as the kept probabilities say) and a
+    slider from photo to mask; the history marks the kept epoch."""
+    from segdemo.inference import Segmenter
+
+    at = start(monkeypatch, weights)
+    data = photo_bytes(80, 60, seed=4)
+    upload(at, ("cat.png", data))
+    columns = at.columns
+    assert len(columns) == 4  # input | mask | overlay | history, in that order
+    assert [len(c.image) for c in columns] == [1, 0, 1, 0]
+    assert [len(c.get("plotly_chart")) for c in columns] == [0, 1, 0, 1]
+    (inspector,) = inspectors(at)
+    photo, mask, hover = inspector["data"]
+    assert (photo["type"], mask["type"], hover["type"]) == ("image", "image", "heatmap")
+    expected = Segmenter.load(weights / "unet_mobilenetv2").predict(db.decode_input(data, "x").image)
+    grid = decoded(hover["customdata"])
+    np.testing.assert_array_equal(grid, db.probability_grid(expected.input_probabilities, (80, 60)))
+    assert grid.shape == (60, 80, 3) and hover["hovertemplate"].startswith(
+        "x %{x}, y %{y}<br>pet: %{customdata[0]}%<br>background: %{customdata[1]}%")
+    steps = inspector["layout"]["sliders"][0]["steps"]
+    assert [s["args"] for s in steps][0] == [{"opacity": 0.0}, [1]]
+    (history,) = histories(at)
+    kept = next(t for t in history["data"] if t["meta"] == "kept")
+    assert kept["x"] == [3] and "epoch %{x}" in kept["hovertemplate"]
+    assert "weights kept from epoch 3" in " ".join(texts(at.caption))
+
+
+def test_tta_and_ensemble_rows_run_once_per_setting(monkeypatch, weights):
+    at = start(monkeypatch, weights)
+    assert at.toggle(key="ensemble").disabled  # one model chosen
+    upload(at, ("cat.png", photo_bytes(50, 40)))
+    at.checkbox(key="model_unet").check().run()
+    before = db.inference_calls
+    at.toggle(key="ensemble").set_value(True).run()
+    assert not at.exception and db.inference_calls == before + 1
+    assert row_titles(at) == ["U-Net with MobileNetV2 encoder", "U-Net (from scratch)",
+                              "Ensemble of U-Net with MobileNetV2 encoder + U-Net (from scratch)"]
+    assert any("an ensemble is not trained" in c for c in texts(at.caption))
+    at.toggle(key="tta").set_value(True).run()
+    assert db.inference_calls == before + 4  # two models and their ensemble, mirrored
+    assert all(t.endswith(" · flip TTA") for t in row_titles(at)) and len(row_titles(at)) == 3
+    at.toggle(key="tta").set_value(False).run()
+    at.toggle(key="ensemble").set_value(False).run()
+    at.toggle(key="ensemble").set_value(True).run()
+    at.toggle(key="tta").set_value(True).run()
+    assert not at.exception and db.inference_calls == before + 4, "a setting seen before re-ran"
+    open_tab(at, "Compare")
+    table = at.dataframe[0].value
+    assert len(table) == 3 and table["test mIoU"].isna().all()
+
+
+def test_cutout_and_batch_zip_downloads_at_the_original_size(monkeypatch, weights, downloads):
+    at = start(monkeypatch, weights)
+    at.checkbox(key="model_unet").check().run()
+    before = db.inference_calls
+    upload(at, ("a.png", photo_bytes(70, 50, seed=1)), ("b.jpg", photo_bytes(30, 20, "JPEG", 2)),
+           ("a.jpg", photo_bytes(40, 40, "JPEG", 3)), ("bad.png", b"not an image"))
+    assert db.inference_calls == before + 6 and len(texts(at.error)) == 1
+    (bar,) = at.get("progress")
+    assert re.fullmatch(r"Segmenting 3 photos with 2 models: 6 of 6 results ready in \d+\.\d s",
+                        bar.proto.text) and bar.proto.value == 100
+    cut = Image.open(io.BytesIO(downloads["cutout_png_0_unet"]()))
+    assert cut.mode == "RGBA" and cut.size == (70, 50)
+    archive = zipfile.ZipFile(io.BytesIO(downloads["batch_zip"]()))
+    assert len(archive.namelist()) == 6 * 3 + 1
+    assert {"unet/a_mask.png", "unet/a-2_cutout.png", "unet_mobilenetv2/b_overlay.png",
+            "summary.csv"} <= set(archive.namelist())
+    mask = Image.open(io.BytesIO(archive.read("unet_mobilenetv2/b_mask.png")))
+    assert mask.mode == "P" and mask.size == (30, 20) and np.asarray(mask).max() <= 2
+    rows = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode())))
+    assert [(r["photo"], r["model"]) for r in rows] == [
+        (p, m) for p in ("a.png", "b.jpg", "a.jpg") for m in ("unet_mobilenetv2", "unet")]
+    assert all(float(r["segmenter_ms"]) > 0 and r["batch_size"] for r in rows)
+    assert abs(sum(float(rows[0][f"share_{c}"]) for c in CLASS_NAMES) - 1) < 1e-5
+    at.run()
+    assert not at.get("progress") and db.inference_calls == before + 6  # cached: no bar, no run
+
+
+def test_the_empty_page_offers_example_photos(monkeypatch, weights):
+    at = start(monkeypatch, weights)
+    assert [b.label for b in at.main.button] == ["Chelsea the cat", "Coffee cup", "Astronaut",
+                                                 "Rocket"]
+    assert len(at.main.image) == 4
+    before = db.inference_calls
+    at.button(key="gallery_coffee.png").click().run()
+    assert not at.exception and db.inference_calls == before + 1
+    assert at.radio(key="source").value == "Examples"
+    assert at.selectbox(key="example").value == "scikit-image: Coffee cup"
+    assert texts(at.main.subheader) == ["scikit-image: Coffee cup"]
+    assert "600×400 pixels" in texts(at.caption) and not at.main.button
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -214,6 +356,7 @@ def test_examples_camera_and_dataset_browsing(monkeypatch, weights, tmp_path):
     assert not at.error and "451×300 pixels" in [c.value for c in at.caption]
     at.selectbox(key="example").set_value("dataset: Cat_5").run()
     assert texts(at.main.subheader)[0] == "Cat_5.png" and not at.exception
+    assert "Mask PNG (class indices)" in [b.label for b in at.download_button]
 
     at.radio(key="source").set_value("Camera").run()
     at.camera_input(key="camera").set_value(("snap.jpg", photo_bytes(40, 30, "JPEG"), "image/jpeg"))

@@ -161,10 +161,13 @@ def test_disagreement_counts_models_off_the_majority():
 
 def test_comparison_rows_and_latency_text(weights):
     entries = [e for e in db.discover_models(weights) if e.id in ("unet", "unet_mobilenetv2")]
-    rows = {r["model"]: r for r in db.comparison_rows(entries, {"unet": 0.0123})}
+    rows = {r["model"]: r for r in db.comparison_rows(db.variants(entries), {"unet": 0.0123})}
     unet = rows["U-Net (from scratch)"]
     assert unet["segmenter ms (this photo)"] == 12.3 and unet["benchmark p50 (ms)"] == 12.5
-    assert unet["parameters"] == 1234 and unet["MB"] > 0
+    assert unet["parameters"] == 1234 and unet["MB"] > 0 and unet["test mIoU"] is not None
+    (flip,) = db.comparison_rows(db.variants(entries[1:], "flip"), {"unet-flip": 0.02})
+    assert flip["model"] == "U-Net (from scratch) · flip TTA" and flip["segmenter ms (this photo)"] == 20
+    assert flip["test mIoU"] is None and flip["benchmark p50 (ms)"] is None  # cards score no TTA
     assert db.latency_text(0.02) == "segmenter 20 ms for this photo (resize, network, resize back)"
     assert db.latency_text(None, 12.4) == "benchmark p50 12 ms on an idle machine"
 
@@ -322,3 +325,85 @@ def test_out_of_domain_hint_and_class_notes():
     assert db.out_of_domain_note(np.ones((10, 10), np.uint8), confidence, PET_CLASSES) is None
     assert db.class_notes(PET_CLASSES) == [db.CLASS_NOTES["border"]]
     assert "annotators" in db.CLASS_NOTES["border"]
+
+
+def _two_models(tmp_path) -> list[db.ModelEntry]:
+    root = tmp_path / "weights"
+    write_tiny_model(root, "unet")
+    write_tiny_model(root, "unet_mobilenetv2")
+    return [e for e in db.discover_models(root) if e.ready]
+
+
+def test_rows_are_models_then_their_ensemble_each_with_its_own_cache_key(tmp_path):
+    first, second = _two_models(tmp_path)
+    plain = db.variants([first, second])
+    assert [v.id for v in plain] == ["unet_mobilenetv2", "unet"]
+    assert plain[0].key == first.cache_key and plain[0].plain  # what the Video tab's pool uses
+    rows = db.variants([first, second], "flip", ensemble=True)
+    assert [v.id for v in rows] == ["unet_mobilenetv2-flip", "unet-flip",
+                                    "ensemble-unet_mobilenetv2+unet-flip"]
+    ensemble = rows[-1]
+    assert ensemble.title == ("Ensemble of U-Net with MobileNetV2 encoder + U-Net (from scratch) "
+                              "· flip TTA")
+    assert ensemble.key == ((first.cache_key, second.cache_key), "flip")
+    assert len({plain[0].key, rows[0].key, ensemble.key, db.variants([first, second],
+                                                                    ensemble=True)[-1].key}) == 4
+    assert [p.key for p in ensemble.parts()] == [rows[0].key, rows[1].key]
+    assert rows[0].without_tta().key == first.cache_key
+    assert [v.id for v in db.variants([first], ensemble=True)] == ["unet_mobilenetv2"]
+    assert db.ensemble_problem([first]) == "Choose two or more models to add their ensemble."
+    second.card = {**second.card, "classes": [{"name": "road", "color": [1, 2, 3]}]}
+    assert "different classes" in db.ensemble_problem([first, second])
+    assert len(db.variants([first, second], ensemble=True)) == 2  # not possible: no ensemble row
+
+
+def test_best_epoch_is_the_cards_else_the_best_val_miou(weights):
+    entry = next(e for e in db.discover_models(weights) if e.id == "unet")
+    assert db.best_epoch(entry) == 3
+    entry.card = {k: v for k, v in entry.card.items() if k != "best_epoch"}
+    entry.history = [{"epoch": 1, "val_miou": 0.5}, {"epoch": 2, "val_miou": 0.7},
+                     {"epoch": 3, "val_miou": float("nan")}]
+    assert db.best_epoch(entry) == 2
+    entry.history = []
+    assert db.best_epoch(entry) is None
+
+
+def test_bilinear_matches_tensorflow_and_the_hover_grid_is_whole_percent():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(3), (32, 32)).astype(np.float32)
+    for shape in ((150, 200), (20, 12), (32, 32)):
+        expected = tf.image.resize(probabilities, shape, method="bilinear").numpy()
+        np.testing.assert_allclose(db.bilinear(probabilities, shape), expected, atol=1e-5)
+    grid = db.probability_grid(probabilities, (4000, 3000))
+    assert grid.shape == (150, 200, 3) and grid.dtype == np.uint8
+    assert np.abs(grid.astype(int).sum(axis=-1) - 100).max() <= 2
+    assert db.probability_grid(probabilities, (50, 40)).shape == (40, 50, 3)  # never enlarged
+
+
+def test_load_stages_tta_and_the_ensembles_full_resolution(tmp_path):
+    from segdemo.ensemble import Ensemble
+
+    first, second = _two_models(tmp_path)
+    stages = []
+    base = db.load_segmenter(first.folder, stages.append)
+    assert stages == ["reading the weights", "preparing the network (first run)"]
+    flipped = db.with_tta(base, "flip")
+    assert flipped.tta == "flip" and flipped.model is base.model  # no second copy of the weights
+    assert db.full_resolution(base) is base
+    other = db.load_segmenter(second.folder)
+    ensemble = Ensemble([base, other])
+    assert db.full_resolution(ensemble).input_size == ensemble.input_size
+    photo = db.decode_input(photo_bytes(50, 30), "p.png").image
+    prediction = ensemble.predict(photo)
+    mask, _ = db.full_resolution(ensemble).full_mask(prediction.input_probabilities, (50, 30))
+    np.testing.assert_array_equal(mask, prediction.mask)
+
+
+def test_examples_are_read_without_importing_scikit_image_and_batches_are_counted():
+    path = db.example_path(db.SKIMAGE_EXAMPLES["Chelsea the cat"])
+    assert path is not None and db.decode_input(path.read_bytes(), path.name).image.size == (451, 300)
+    assert db.example_path("no_such_photo.png") is None
+    assert db.batch_text(2, 6, 3, 2) == "Segmenting 3 photos with 2 models: 2 of 6 results ready"
+    assert db.batch_text(0, 1, 1, 1) == "Segmenting 1 photo with 1 model: 0 of 1 results ready"

@@ -1,4 +1,5 @@
 import numpy as np
+from PIL import Image
 
 from segdemo import plots
 
@@ -54,3 +55,42 @@ def test_disagreement_map_is_shrunk_and_titled_with_the_share():
     assert max(z.shape) <= plots.MAP_SIDE and z.max() == 1
     assert fig.data[0].x[1] == fig.data[0].y[1] > 1  # axes keep original pixel coordinates
     assert "25.0%" in fig.layout.title.text
+
+
+def test_one_models_history_marks_the_kept_epoch_and_names_epochs_on_hover():
+    history = [dict(r, val_miou=0.4 + r["epoch"] / 100) for r in _history(5)]
+    fig = plots.model_history_figure(history, kept_epoch=4)
+    assert [t.meta for t in fig.data] == ["loss", "val_loss", "val_miou", "kept"]
+    assert all("epoch %{x}" in t.hovertemplate for t in fig.data)
+    kept = fig.data[-1]
+    assert list(kept.x) == [4] and list(kept.y) == [0.44] and kept.marker.symbol == "star"
+    assert [s.x0 for s in fig.layout.shapes] == [4, 4]  # a line through both panels
+    assert fig.data[0].xaxis == "x" and fig.data[2].xaxis == "x2"  # loss above, mIoU below
+    unmarked = plots.model_history_figure(history, kept_epoch=9)  # not in the history
+    assert [t.meta for t in unmarked.data] == ["loss", "val_loss", "val_miou"] and not unmarked.layout.shapes
+
+
+def test_inspector_carries_probabilities_for_hover_and_a_photo_to_mask_slider():
+    grid = np.zeros((3, 4, 3), np.uint8)
+    grid[..., 0], grid[..., 1], grid[..., 2] = 70, 20, 10
+    grid[:, 2:] = (5, 90, 5)
+    photo = Image.new("RGB", (80, 60), (10, 20, 30))
+    mask = Image.new("RGB", (80, 60), (255, 140, 0))
+    fig = plots.inspect_figure(photo, mask, grid, (400, 300), ["pet", "back<ground>", "border"])
+    shown_photo, shown_mask, hover = fig.data
+    assert shown_photo.source.startswith("data:image/jpeg;base64,")
+    assert shown_mask.source.startswith("data:image/png;base64,")
+    assert shown_photo.dx == shown_mask.dx == 5 and shown_photo.x0 == 2.5  # photo coordinates
+    assert shown_photo.hoverinfo == shown_mask.hoverinfo == "skip" and hover.opacity == 0
+    assert np.array_equal(np.asarray(hover.customdata), grid)
+    assert np.asarray(hover.z).tolist() == [[0, 0, 1, 1]] * 3
+    assert list(hover.x) == [50, 150, 250, 350] and list(hover.y) == [50, 150, 250]
+    assert hover.hovertemplate == ("x %{x}, y %{y}<br>pet: %{customdata[0]}%<br>"
+                                   "back&lt;ground&gt;: %{customdata[1]}%<br>"
+                                   "border: %{customdata[2]}%<extra></extra>")
+    (slider,) = fig.layout.sliders
+    assert [s.label for s in slider.steps] == ["photo", "25%", "50%", "75%", "mask"]
+    assert slider.steps[0].args == ({"opacity": 0.0}, (1,))  # restyles the mask layer
+    assert slider.active == 4 and all(s.method == "restyle" for s in slider.steps)
+    assert fig.layout.yaxis.scaleanchor == "x" and list(fig.layout.yaxis.range) == [300, 0]
+    assert fig.layout.dragmode is False
