@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -36,6 +37,7 @@ LIMITS = video.ClipLimits(max_seconds=30, max_frames=900, max_pixels=1920 * 1080
 LOAD_TIMEOUT_S = 300    # a model's first load on a busy CPU
 FRAME_TIMEOUT_S = 120   # one frame's wait in the model's queue behind other sessions
 LIVE_FRAME_TIMEOUT_S = 10
+VIDEO_SIDE = 720  # longest side an overlay video is shown at (the download is full size)
 MODES = ("Clip", "Live camera")
 NO_WEBRTC = ("Live video needs the streamlit-webrtc package (`pip install streamlit-webrtc`), "
              "which this server does not have; the snapshot camera below segments one picture "
@@ -117,7 +119,9 @@ def clip_section(chosen: list[db.ModelEntry], pool, smooth: float, opacity: floa
         del results[key]
     keys = {entry.id: (digest, entry.cache_key, smooth, opacity) for entry in chosen}
     missing = [entry for entry in chosen if keys[entry.id] not in results]
-    if missing and st.button("Segment the clip", key="video_run", type="primary"):
+    slot = st.empty()  # the button, gone once this run has made the videos
+    if missing and slot.button("Segment the clip", key="video_run", type="primary"):
+        slot.empty()
         for entry in missing:
             outcome = _segment_clip(entry, pool, data, name, smooth, opacity)
             if outcome is not None:
@@ -144,10 +148,13 @@ def _segment_clip(entry: db.ModelEntry, pool, data: bytes, name: str, smooth: fl
     if predictor is None:
         return None
     bar = st.progress(0.0, text=f"{entry.title}: starting …")
+    started = time.perf_counter()
 
     def progress(done: int, total: int | None) -> None:
         share = min(done / total, 1.0) if total else 0.0
-        bar.progress(share, text=f"{entry.title}: frame {done}" + (f" of {total}" if total else ""))
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        bar.progress(share, text=f"{entry.title}: frame {done}" + (f" of {total}" if total else "")
+                     + f" · {rate:.1f} frames/s")
 
     predict_batch, sizes = _queued(predictor, FRAME_TIMEOUT_S)
     try:
@@ -175,12 +182,13 @@ def _segment_clip(entry: db.ModelEntry, pool, data: bytes, name: str, smooth: fl
 
 def _show_clip(entry: db.ModelEntry, shown: dict, stem: str) -> None:
     st.markdown(f"**{db.plain(entry.title)}**")
-    st.video(shown["data"], format=shown["mime"])
     width, height = shown["size"]
+    st.video(shown["data"], format=shown["mime"],
+             width=db.display_size((width, height), VIDEO_SIDE)[0])  # never enlarged
     smoothing = f"smoothing {shown['smooth']:g}" if shown["smooth"] else "no smoothing"
     st.caption(f"{shown['frames']} frames, {width}×{height} at {shown['fps']:.3g} frames/s · "
                f"**{shown['achieved_fps']:.1f} frames/s achieved** (decode, network in batches of "
-               f"{shown['mean_batch']:.1f} on average, overlay, encode) · {smoothing}, "
+               f"{shown['mean_batch']:.3g} on average, overlay, encode) · {smoothing}, "
                f"{shown['flicker']:.2%} of pixels change class per frame")
     if shown["note"]:
         st.warning(db.plain(shown["note"]))

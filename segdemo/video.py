@@ -554,3 +554,10 @@ def video_table(report: dict) -> str:
         if max(before[0], after[0]) >= 0.5 * report.get("cores", 2):
             conditions += " (other work shared the cores: these rates are not final)"
     return "\n".join(lines) + "\n\n" + conditions + "."
+
+
+def load_video_report(path: str | os.PathLike) -> dict:
+    """A `measure_video` JSON (`VideoError` with the reason when missing or not one)."""
+    from segdemo.artifacts import read_report
+
+    return read_report(path, "video benchmark", "benchmark --video", ("clip", "models"), VideoError)

@@ -368,8 +368,9 @@ OUTPUT_STATS_JS = """() => [...document.querySelectorAll('video')].map(v => {
 
 
 def live_check(weights: Path, log: Path, screenshot: Path | None = None) -> dict:
-    """Open the Live camera mode in Chromium with its fake camera, press START and report the
-    page's video elements twice, a few seconds apart (size, frames shown, the label's corner)."""
+    """In Chromium: segment a clip in the Video tab and report how its overlay video plays; then
+    open the Live camera mode (the fake camera), press START and report the page's video elements
+    when the first overlay shows and 5 s later (size, frames shown, the rate label's corner)."""
     import time
 
     from playwright.sync_api import sync_playwright
@@ -383,6 +384,15 @@ def live_check(weights: Path, log: Path, screenshot: Path | None = None) -> dict
             page.set_default_timeout(PAGE_TIMEOUT_MS)
             page.goto(server.url, wait_until="domcontentloaded")
             page.get_by_role("tab", name="Video").click()
+            clip = make_clip(log.parent / "browser_clip.mp4", frames=24, size=(160, 96))
+            page.locator(".st-key-video_upload input[type='file']").set_input_files(clip)
+            page.get_by_role("button", name="Segment the clip").click()
+            player = page.get_by_test_id("stVideo").first
+            player.wait_for(state="visible")
+            page.wait_for_function("() => document.querySelector('[data-testid=stVideo]')"
+                                   ".readyState >= 1")
+            played = player.evaluate("v => ({width: v.videoWidth, height: v.videoHeight, "
+                                     "duration: v.duration})")
             page.get_by_text("Live camera").click()
             frame = page.frame_locator("iframe[title*='webrtc']").first
             frame.get_by_role("button", name="START").click(timeout=PAGE_TIMEOUT_MS)
@@ -401,7 +411,8 @@ def live_check(weights: Path, log: Path, screenshot: Path | None = None) -> dict
             second = webrtc.evaluate(OUTPUT_STATS_JS) if webrtc else []
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=True)
-            return {"first": first, "second": second, "overlay_after_s": overlay_after_s}
+            return {"clip": played, "first": first, "second": second,
+                    "overlay_after_s": overlay_after_s}
         finally:
             browser.close()
 
@@ -439,6 +450,8 @@ def test_live_camera_in_chromium(model_dir, tmp_path):
                          timeout=LIVE_WAIT_S + 240, env={**os.environ, "SEGDEMO_ICE_SERVERS": ""})
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
+    assert report["clip"]["width"] == 160 and report["clip"]["height"] == 96  # plays in the page
+    assert report["clip"]["duration"] == pytest.approx(2.0, abs=0.1)
     overlays = [(a, b) for a, b in zip(report["first"], report["second"]) if _overlaid(a)]
     assert overlays, report  # an overlay frame arrived...
     earlier, later = overlays[0]
