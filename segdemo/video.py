@@ -9,8 +9,9 @@ Why these choices:
   plays while it loads. 4:2:0 needs even sides, so a clip with an odd width or height becomes VP9 in
   WebM instead (browsers play that too) rather than being cropped or padded: the overlay keeps the
   clip's exact size. Frame rate: the clip's average rate; audio is dropped.
-- Frames go through the network `batch_size` at a time (one `predict_batch` call each): on 2 cores
-  a batch of 8 costs much less than 8 single calls.
+- Frames go through the network `batch_size` at a time (one `predict_batch` call each): in
+  `weights/benchmark.json` U-Net-MobileNetV2's network ran 86 images/s at batch 16 on 2 cores,
+  against 34/s one image per call.
 - Temporal smoothing is an exponential moving average of the class probabilities at the model's
   input size (small: the average is cheap), resized back to the frame afterwards exactly as a still
   is. A frame's label noise (sensor noise, compression) then has to persist to flip a pixel, at the
