@@ -1,7 +1,7 @@
 """Regenerate the README's generated tables from the shipped files, so none is typed by hand.
 
 Each block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->` and is replaced by
-`python -m segdemo results` (NAME = results), `results --probe` (probe, from <model>/probe.json), `results --speed` (speed, from
+`python -m segdemo results` (NAME = results), `results --probe` (probe, from <model>/probe.json), `results --video` (video, from weights/video_benchmark.json), `results --speed` (speed, from
 weights/benchmark.json) or `results --robustness` (robustness, from weights/robustness.json).
 A block whose JSON is missing is left as it is.
 
@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCKS = {"results": [], "probe": ["--probe"], "speed": ["--speed"], "robustness": ["--robustness"]}
+BLOCKS = {"results": [], "probe": ["--probe"], "speed": ["--speed"], "video": ["--video"],
+          "robustness": ["--robustness"]}
 
 
 def main() -> int:

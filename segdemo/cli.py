@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     shown = r.add_mutually_exclusive_group()
     shown.add_argument("--speed", action="store_true",
                        help="the speed tables from the benchmark JSON instead")
+    shown.add_argument("--video", action="store_true",
+                       help="the video path's frames/s and flicker from the video benchmark JSON")
     shown.add_argument("--probe", action="store_true",
                        help="test split beside the probe split (minor breeds) instead")
     shown.add_argument("--robustness", action="store_true",
@@ -152,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-steps", type=int, default=10, help="timed training steps of batch 8 (0 skips training)")
     b.add_argument("--no-candidates", action="store_true",
                    help="skip timing the alternatives the fast path was chosen from")
+    b.add_argument("--video", action="store_true",
+                   help="time the video path instead (frames/s, flicker with and without "
+                        "smoothing) into <weights>/video_benchmark.json")
 
     o = sub.add_parser("robustness",
                        help="score the models on the test split under photo shifts users bring")
@@ -300,10 +305,30 @@ def _architectures() -> int:
 def _benchmark(args: argparse.Namespace) -> int:
     from segdemo.benchmark import format_report, run_benchmark
 
+    if args.video:
+        return _benchmark_video(args)
     report = run_benchmark(args.models, args.weights, args.untrained, args.json,
                            runs=args.runs, warmup=args.warmup, train_steps=args.train_steps,
                            with_candidates=not args.no_candidates)
     print(format_report(report))
+    return 0
+
+
+def _benchmark_video(args: argparse.Namespace) -> int:
+    """The video path per model (segdemo.video.measure_video) into <weights>/video_benchmark.json."""
+    import tempfile
+
+    from segdemo.artifacts import write_json
+    from segdemo.video import VIDEO_FILE, measure_video, video_table
+
+    weights = Path(args.weights) if args.weights else WEIGHTS_DIR
+    ids = args.models or sorted(p.name for p in weights.iterdir() if (p / "card.json").is_file())
+    with tempfile.TemporaryDirectory() as workdir:
+        report = measure_video({i: weights / i for i in ids}, workdir=workdir)
+    target = Path(args.json) if args.json else weights / VIDEO_FILE
+    write_json(target, report)
+    print(video_table(report))
+    print(f"Written to {target}")
     return 0
 
 
@@ -331,6 +356,10 @@ def _results(args: argparse.Namespace) -> int:
         print(report.speed_tables(report.load_benchmark(path)))
     elif args.probe:
         print(report.probe_table(args.weights))
+    elif args.video:
+        from segdemo.video import VIDEO_FILE, load_video_report, video_table
+
+        print(video_table(load_video_report(args.json or Path(args.weights) / VIDEO_FILE)))
     elif args.json:
         print("error: --json goes with --speed or --robustness.", file=sys.stderr)
         return 2

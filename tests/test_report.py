@@ -183,3 +183,15 @@ def test_probe_table_puts_test_beside_probe_and_says_who_saw_the_probe(tmp_path,
     assert lines[0].startswith("| model | test mIoU | test pet-vs-bg IoU |")
     assert lines[2] == "| `held` | 0.700 | n/a | n/a | 0.550 | 0.800 | 0.650 | 21 | no (held out) |"
     assert lines[3] == "| `unet` | 0.612 | n/a | n/a | 0.500 | 0.750 | 0.600 | 21 | yes |"
+
+
+def test_results_video_prints_the_video_table_and_names_a_missing_report(tmp_path, capsys):
+    row = {"fps": 3.21, "network_fps": 3.5, "flicker": 0.0012}
+    write_json(tmp_path / "video_benchmark.json", {
+        "clip": {"width": 640, "height": 426, "frames": 48, "scene": "s"}, "batch_size": 8,
+        "smooth": 0.6, "models": {"unet": {"input_size": [160, 160], "plain": row,
+                                           "smoothed": {**row, "flicker": 0.0005}}}})
+    assert main(["results", "--video", "--weights", str(tmp_path)]) == 0
+    assert "| `unet` | 160x160 | 3.2 | 3.5 | 0.12% | 0.05% | 3.2 |" in capsys.readouterr().out
+    assert main(["results", "--video", "--weights", str(tmp_path / "none")]) == 2
+    assert "benchmark --video" in capsys.readouterr().err
