@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "for clips")
     p.add_argument("--model", required=True, help="trained model folder")
     p.add_argument("images", nargs="+", metavar="FILE",
-                   help="image files and video clips (mp4, webm, mov, avi, mkv, animated gif)")
+                   help="image files, folders (their images and clips), glob patterns (quoted; "
+                        "** for any depth) and video clips (mp4, webm, mov, avi, mkv, animated "
+                        "gif); per photo: mask, overlay, cut-out; plus summary.csv")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--opacity", type=float, default=0.5, help="mask opacity in the overlay")
     p.add_argument("--tta", choices=("none", "flip"), default="none",
@@ -232,8 +234,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from segdemo.images import ImageError, open_image
-    from segdemo.inference import Segmenter, mask_png, overlay
+    from segdemo.batch_export import BatchExport, ProgressBar, Timing, expand_inputs, folder_writer
+    from segdemo.images import ImageError, is_image_file, open_image
+    from segdemo.inference import Segmenter
     from segdemo.video import VideoError, is_video
 
     problem = ("--smooth must lie in [0, 1)" if not 0.0 <= args.smooth < 1.0 else
@@ -245,8 +248,14 @@ def _predict(args: argparse.Namespace) -> int:
     segmenter = Segmenter.load(args.model, tta=args.tta)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for path in args.images:
+    paths, problems = expand_inputs(args.images, accept=lambda p: is_image_file(p) or is_video(p))
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    failures = len(problems)
+    export = BatchExport(folder_writer(out), args.opacity)
+    bar = ProgressBar(len(paths))
+    for path in paths:
+        bar.step(Path(path).name)
         if is_video(path):
             try:
                 _predict_video(segmenter, Path(path), out, args)
@@ -257,14 +266,17 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             image = open_image(path)
         except ImageError as exc:
-            print(f"skipped: {exc}", file=sys.stderr)
+            bar.note(f"skipped: {exc}", sys.stderr)
             failures += 1
             continue
         prediction = segmenter.predict(image)
-        stem = Path(path).stem
-        (out / f"{stem}_mask.png").write_bytes(mask_png(prediction.mask, segmenter.classes))
-        overlay(image, prediction.mask, segmenter.classes, args.opacity).save(out / f"{stem}_overlay.png")
-        print(f"{path}: {image.size[0]}x{image.size[1]}, {prediction.seconds * 1000:.0f} ms")
+        export.add(path, segmenter.arch_id, image, prediction.mask,
+                   prediction.input_probabilities, segmenter.classes, Timing(prediction.seconds),
+                   tta=args.tta)
+        bar.note(f"{path}: {image.size[0]}x{image.size[1]}, {prediction.seconds * 1000:.0f} ms")
+    bar.close()
+    if export.rows:
+        export.close()
     return 1 if failures else 0
 
 

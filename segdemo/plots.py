@@ -87,7 +87,8 @@ def model_history_figure(history: Sequence[Mapping], kept_epoch: int | None = No
                 x=[kept_epoch], y=[miou], mode="markers", name="kept", meta="kept",
                 marker={"symbol": "star", "size": 12, "color": "#d62728"},
                 hovertemplate="kept: epoch %{x}<br>val mIoU %{y:.4f}<extra></extra>"), row=2, col=1)
-    fig.update_xaxes(tick0=1, dtick=max(1, -(-len(epochs) // 8)), fixedrange=True)
+    dtick = next((d for d in (1, 2, 5, 10, 20, 50) if d * 8 >= len(epochs)), 100)
+    fig.update_xaxes(tick0=1 if dtick == 1 else 0, dtick=dtick, fixedrange=True)
     fig.update_xaxes(title_text="epoch", title_standoff=4, row=2, col=1)
     fig.update_yaxes(fixedrange=True)
     fig.update_layout(height=360, margin={"t": 24, "b": 8, "l": 8, "r": 8}, hovermode="closest",

@@ -125,3 +125,31 @@ def test_overlay_opacity_reaches_the_files(opacity):
     shown = np.asarray(Image.open(io.BytesIO(files["p_overlay.png"])))[:, -1]  # background
     expected = np.asarray(photo)[:, -1] if opacity == 0 else PET_CLASSES[1].color
     assert np.array_equal(shown, np.broadcast_to(expected, shown.shape))
+
+
+def test_predict_takes_folders_and_patterns_and_writes_the_batch_files(tmp_path, capsys):
+    from test_dashboard import photo_bytes, write_tiny_model
+
+    from segdemo.cli import main
+
+    model = write_tiny_model(tmp_path / "weights", "unet")
+    photos = tmp_path / "photos"
+    (photos / "more").mkdir(parents=True)
+    (photos / "cat.png").write_bytes(photo_bytes(40, 30))
+    (photos / "notes.txt").write_text("not a photo")
+    (photos / "more" / "cat.jpg").write_bytes(photo_bytes(20, 10, "JPEG"))
+    (photos / "more" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    out = tmp_path / "out"
+    code = main(["predict", "--model", str(model), str(photos), str(photos / "more" / "*.jpg"),
+                 str(photos / "*.webp"), "--out", str(out)])
+    assert code == 1  # a pattern matched nothing and one file is broken; the rest are written
+    err = capsys.readouterr().err
+    assert f"skipped: {photos / '*.webp'} matches no file." in err
+    assert "broken.jpg" in err and "notes.txt" not in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cat-2_cutout.png", "cat-2_mask.png", "cat-2_overlay.png", "cat_cutout.png",
+        "cat_mask.png", "cat_overlay.png", SUMMARY_FILE]
+    rows = list(csv.DictReader((out / SUMMARY_FILE).open()))
+    assert [(Path(r["photo"]).name, r["model"], r["width"]) for r in rows] == [
+        ("cat.png", "unet", "40"), ("cat.jpg", "unet", "20")]
+    assert Image.open(out / "cat-2_cutout.png").size == (20, 10)

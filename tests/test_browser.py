@@ -1,6 +1,9 @@
 """End to end in a real browser: the README's `streamlit run streamlit_app.py` as a subprocess
 (so `.streamlit/config.toml` applies as it does for users), Debian's Chromium driven by Playwright
-(never a downloaded browser), photos uploaded through the page's file input.
+(never a downloaded browser), photos uploaded through the page's file input or picked from the
+example gallery: the side-by-side row, the hover read-out (checked against the model's own
+probabilities), the photo/mask slider without a server round trip, the cut-out download and a
+phone-sized window.
 
 The same code path makes the README's screenshot against the shipped models:
     python tests/test_browser.py --weights weights --out docs/screenshot.png
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,9 +104,16 @@ def example_photo(folder: Path) -> Path:
     return path
 
 
-def capture(url: str, photo: Path, screenshots: list[Path], training_shot: Path | None = None) -> None:
-    """Upload `photo`, wait for the overlay and screenshot the Segment tab to every path in
-    `screenshots`; then open the Training tab and wait for its plotly chart (screenshot optional)."""
+ROW = "[class*='st-key-segrow_']"  # one (photo, model) row: input | mask | overlay | history
+HOVER_TOLERANCE = 1.5  # percentage points: whole percentages, and the grid cell vs the pixel
+
+
+def capture(url: str, photo: Path, screenshots: list[Path],
+            training_shot: Path | None = None) -> dict:
+    """Upload `photo`, wait for the first row, hover its mask (so the read-out shows) and
+    screenshot the Segment tab to every path in `screenshots`; then open the Training tab and wait
+    for its plotly chart (screenshot optional). Returns what was seen: `loading` (a model-loading
+    bar appeared while waiting) and `hover` (the read-out's text)."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -111,10 +123,12 @@ def capture(url: str, photo: Path, screenshots: list[Path], training_shot: Path 
             page.set_default_timeout(PAGE_TIMEOUT_MS)
             page.goto(url, wait_until="domcontentloaded")
             page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(photo)
-            overlay = page.get_by_test_id("stImage").filter(has_text="Overlay")
-            expect(overlay.first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-            expect(overlay.first.locator("img")).to_have_js_property("complete", True)
-            _settle(page)
+            loading = page.get_by_test_id("stProgress").filter(has_text="Loading")
+            row = page.locator(ROW).first
+            expect(loading.or_(row).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+            seen = {"loading": loading.count() > 0}
+            wait_for_row(page)
+            seen["hover"] = hover(page, 0.87, 0.42)["text"]  # near the right-hand outline
             for path in screenshots:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(path), full_page=True)
@@ -125,8 +139,37 @@ def capture(url: str, photo: Path, screenshots: list[Path], training_shot: Path 
             if training_shot is not None:
                 _settle(page)
                 page.screenshot(path=str(training_shot), full_page=True)
+            return seen
         finally:
             browser.close()
+
+
+def wait_for_row(page) -> None:
+    """Until the first row's images are loaded and its two charts drawn."""
+    from playwright.sync_api import expect
+
+    row = page.locator(ROW).first
+    overlay = row.get_by_test_id("stImage").filter(has_text="Overlay").locator("img")
+    expect(overlay).to_have_js_property("complete", True, timeout=PAGE_TIMEOUT_MS)
+    expect(row.locator(".js-plotly-plot .slider-container")).to_be_attached(timeout=PAGE_TIMEOUT_MS)
+    expect(row.locator(".js-plotly-plot .scatterlayer .trace").first).to_be_attached(
+        timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+
+
+def hover(page, fx: float, fy: float) -> dict:
+    """Point at (fx, fy) of the first row's mask plot; the read-out's text and its numbers."""
+    plot = page.locator(ROW).first.locator(".js-plotly-plot").first
+    plot.scroll_into_view_if_needed()
+    box = plot.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    label = plot.locator(".hoverlayer .hovertext")
+    label.wait_for(state="attached")
+    first, *lines = label.locator("tspan.line").all_text_contents()
+    x, y = (int(v) for v in re.fullmatch(r"x (\d+), y (\d+)", first).groups())
+    return {"text": "\n".join([first, *lines]), "x": x, "y": y,
+            "percent": {name: int(v) for name, v in (re.fullmatch(r"(.+): (\d+)%", line).groups()
+                                                     for line in lines)}}
 
 
 def _settle(page) -> None:
@@ -169,14 +212,22 @@ LINK_NAME = "a [x](http://example.com) www.example.com me@example.com :cat: $x$ 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[tuple[Server, Path]]:
-    """One dashboard for this module's tests, with a tiny U-Net, and its log."""
+def server(tmp_path_factory) -> Iterator[tuple[Server, Path, Path]]:
+    """One dashboard for this module's tests, with a tiny U-Net whose classifier is sharpened (an
+    untrained one ties its classes at 33 % everywhere, which would make the read-out check
+    blind), its log and the weights folder."""
     from test_dashboard import write_tiny_model
 
+    from segdemo.artifacts import load_model
+
     folder = tmp_path_factory.mktemp("browser")
-    write_tiny_model(folder / "weights", "unet")
+    model_dir = write_tiny_model(folder / "weights", "unet")
+    model, _ = load_model(model_dir)
+    classifier = [layer for layer in model.layers if layer.weights][-1]
+    classifier.set_weights([w * 30 for w in classifier.get_weights()])
+    model.save_weights(model_dir / "model.weights.h5")
     with streamlit_server(folder / "weights", folder / "streamlit.log") as served:
-        yield served, folder / "streamlit.log"
+        yield served, folder / "streamlit.log", folder / "weights"
     log = (folder / "streamlit.log").read_text()
     assert "Traceback" not in log, log[-3000:]
 
@@ -198,7 +249,7 @@ def test_the_readme_command_watches_no_files_and_idles(server):
     inside it: ~7,000 folders and a busy core, measured); `.streamlit/config.toml` turns it off."""
     websockets = pytest.importorskip("websockets")
     psutil = pytest.importorskip("psutil")
-    served, log = server
+    served, log, _ = server
 
     async def idle_session() -> tuple[int, float]:
         """(inotify watches, CPU seconds in 4 s) while a session is connected (its watchers close
@@ -219,13 +270,123 @@ def test_the_readme_command_watches_no_files_and_idles(server):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_upload_in_a_real_browser(server, tmp_path):
+    """The first photo of a fresh server: the model's load shows a bar, then the row."""
     pytest.importorskip("playwright")
     shots = [tmp_path / "segment.png"]
     if os.environ.get("SEGDEMO_SCREENSHOT"):
         shots.append(Path(os.environ["SEGDEMO_SCREENSHOT"]))
-    capture(server[0].url, example_photo(tmp_path), shots, tmp_path / "training.png")
+    seen = capture(server[0].url, example_photo(tmp_path), shots, tmp_path / "training.png")
+    assert seen["loading"], "no loading bar while the first model loaded"
+    assert "pet: " in seen["hover"] and "border: " in seen["hover"]
     for path in [*shots, tmp_path / "training.png"]:
         assert path.stat().st_size > 10_000
+
+
+def expected_probabilities(weights: Path, photo: Path):
+    """The model's class probabilities at the photo's full resolution, computed here."""
+    from segdemo.images import open_image
+    from segdemo.inference import Segmenter
+
+    segmenter = Segmenter.load(weights / "unet")
+    return segmenter.predict(open_image(photo)), segmenter.classes
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_row_hover_slider_and_cutout_in_a_real_browser(server, tmp_path):
+    """Input, mask, overlay and history side by side; hovering the mask shows the model's own
+    probabilities there; the slider reaches the photo and neither sends the server anything;
+    the cut-out downloads at the photo's size with the model's soft alpha."""
+    pytest.importorskip("playwright")
+    from playwright.sync_api import expect, sync_playwright
+    from PIL import Image
+
+    from segdemo.cutout import cutout
+
+    served, _, weights = server
+    photo = example_photo(tmp_path)
+    prediction, classes = expected_probabilities(weights, photo)
+    probabilities = prediction.probabilities() * 100
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            sent: list = []
+            page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(frame)))
+            page.goto(served.url, wait_until="domcontentloaded")
+            page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(photo)
+            wait_for_row(page)
+            row = page.locator(ROW).first
+            columns = row.get_by_test_id("stColumn")
+            boxes = [columns.nth(i).bounding_box() for i in range(columns.count())]
+            assert len(boxes) == 4 and len({round(b["y"]) for b in boxes}) == 1  # one row
+            assert [b["x"] for b in boxes] == sorted(b["x"] for b in boxes)
+            expect(columns.nth(0).get_by_test_id("stImage")).to_contain_text("Input")
+            expect(columns.nth(1).locator(".slider-container")).to_contain_text("photo")
+            expect(columns.nth(2).get_by_test_id("stImage")).to_contain_text("Overlay")
+            expect(columns.nth(3).locator(".js-plotly-plot")).to_contain_text("Validation mIoU")
+
+            before = len(sent)
+            readings = [hover(page, fx, fy) for fx, fy in ((0.2, 0.3), (0.5, 0.5), (0.8, 0.7))]
+            for reading in readings:
+                shown = [reading["percent"][c.name] for c in classes]
+                there = probabilities[reading["y"], reading["x"]]
+                assert max(abs(shown - there)) <= HOVER_TOLERANCE, (reading, there)
+            assert len({tuple(r["percent"].values()) for r in readings}) > 1  # not one constant
+            rail = row.locator(".slider-rail-rect").first.bounding_box()
+            grip = row.locator(".slider-grip-rect").first.bounding_box()
+            page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(rail["x"] + 2, rail["y"] + rail["height"] / 2, steps=8)
+            page.mouse.up()
+            opacity = row.locator(".js-plotly-plot").first.evaluate("gd => gd.data[1].opacity")
+            assert opacity == 0, "the slider did not reach the photo"
+            page.wait_for_timeout(500)
+            assert len(sent) == before, "hovering or sliding sent the server a message"
+
+            with page.expect_download() as download:
+                row.get_by_role("button", name="Cut-out PNG").click()
+            cut = Image.open(download.value.path())
+            assert download.value.suggested_filename == "chelsea_unet_cutout.png"
+            assert cut.mode == "RGBA" and cut.size == (451, 300)
+            expected = cutout(Image.open(photo).convert("RGB"), prediction.input_probabilities,
+                              classes)
+            difference = np.abs(np.asarray(cut, np.int16) - np.asarray(expected, np.int16))
+            assert difference.max() <= 1 and np.ptp(np.asarray(cut)[..., 3]) > 50
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+@pytest.mark.parametrize("viewport", [(390, 844), (680, 900)], ids=["phone", "narrow"])
+def test_narrow_windows_stack_the_row_in_order(server, viewport):
+    """Below 700 px the row's four parts stack in order, at the page's width; nothing scrolls
+    sideways. The empty page's gallery is one tap from a result."""
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    width, height = viewport
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height}, has_touch=True)
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.goto(server[0].url, wait_until="domcontentloaded")
+            page.get_by_role("button", name="Chelsea the cat").click()
+            wait_for_row(page)
+            columns = page.locator(ROW).first.get_by_test_id("stColumn")
+            boxes = [columns.nth(i).bounding_box() for i in range(columns.count())]
+            assert len(boxes) == 4
+            assert len({round(b["x"]) for b in boxes}) == 1  # one above the other
+            assert [b["y"] for b in boxes] == sorted(b["y"] for b in boxes)
+            assert all(b["width"] >= min(width, 700) * 0.8 for b in boxes)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            plot = columns.nth(1).locator(".nsewdrag").first.bounding_box()
+            assert plot["width"] >= 250  # the mask stays readable
+            reading = hover(page, 0.5, 0.5)
+            assert sum(reading["percent"].values()) in range(97, 104)
+        finally:
+            browser.close()
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
