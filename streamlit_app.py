@@ -50,6 +50,7 @@ BROWSE_PAGE = 4  # evaluation images shown at a time
 COMPUTE_SLOTS, MAX_BATCH, MAX_WAIT_S = 1, 8, 0.005
 RESULT_BYTES = 192 * 2**20  # finished results: display-sized masks + input-size probabilities
 PHOTO_BYTES = 320 * 2**20   # decoded photos (full resolution, for inference and downloads) + shrunk
+FIGURE_BYTES = 64 * 2**20   # the rows' mask figures (~0.2 MB each: probabilities + small images)
 WAIT_POLL_S = 0.25          # how often a waiting page updates its queue line
 WARM_UP_DELAY_S = 3.0       # after the first page view, before the default model starts loading
 # A model's load, in order, for its progress bar (the first load starts TensorFlow).
@@ -85,11 +86,13 @@ LOG = logging.getLogger("segdemo.app")
 def server() -> SimpleNamespace:
     """The process's serving state, shared by every session: a queue per model and setting
     (`pool`), finished results (`results`) and decoded photos (`photos`), both bounded in bytes,
-    what TensorFlow runs on once the first model has loaded (`info`), the stage each loading
-    model has reached (`stages`), and whether `warm_up` has run."""
+    the rows' mask figures (`figures`: building one costs ~70 ms, a rerun with many rows would
+    pay it for each), what TensorFlow runs on once the first model has loaded (`info`), the stage
+    each loading model has reached (`stages`), and whether `warm_up` has run."""
     state = SimpleNamespace(
-        results=batching.ResultStore(RESULT_BYTES), photos=batching.ByteLRU(PHOTO_BYTES), info={},
-        stages={}, warm_up_started=False)
+        results=batching.ResultStore(RESULT_BYTES), photos=batching.ByteLRU(PHOTO_BYTES),
+        figures=batching.ByteLRU(FIGURE_BYTES, size_of=plots.figure_bytes), info={}, stages={},
+        warm_up_started=False)
     state.pool = batching.PredictorPool(partial(_load_predictor,
                                                 batching.ComputeSlots(COMPUTE_SLOTS), state))
     return state
@@ -310,6 +313,7 @@ def forget_removed(inputs: list[Input]) -> None:
     if gone:
         server().photos.discard(lambda key: key[0] in gone)
         server().results.discard(lambda key: key[1] in gone)
+        server().figures.discard(lambda key: key[1] in gone)
     st.session_state["_photo_digests"] = current
 
 
@@ -481,7 +485,7 @@ def result_row(key: str, item: db.InputImage, row: db.Variant, timed: batching.T
         photo_col, mask_col, overlay_col, history_col = st.columns(4)
     photo_col.image(shown, caption="Input", width="stretch")
     with mask_col:
-        st.plotly_chart(inspect_chart(shown, result, classes), key=f"inspect_{key}",
+        st.plotly_chart(inspect_chart(row, item, result), key=f"inspect_{key}",
                         config=plots.STILL_CONFIG)
         st.caption("Mask · hover or tap for each class's probability; slide to the photo.")
         if st.session_state.get("legend", True):
@@ -511,12 +515,17 @@ def result_row(key: str, item: db.InputImage, row: db.Variant, timed: batching.T
         st.warning(note)
 
 
-def inspect_chart(shown: Image.Image, result: batching.ShownPrediction, classes):
-    """The mask figure with the hover read-out, from the kept results (no inference)."""
-    small = db.shrink(shown, db.INSPECT_SIDE)
-    mask = Image.fromarray(colorize(db.shrink_array(result.mask, db.INSPECT_SIDE), classes))
-    grid = db.probability_grid(result.input_probabilities, result.size)
-    return plots.inspect_figure(small, mask, grid, result.size, [c.name for c in classes])
+def inspect_chart(row: db.Variant, item: db.InputImage, result: batching.ShownPrediction):
+    """The mask figure with the hover read-out, from the kept results (no inference), made once
+    per (row, photo) while it stays in the figure cache."""
+    key = (row.key, item.digest)
+    if (figure := server().figures.get(key)) is None:
+        small = db.shrink(display_photo(item), db.INSPECT_SIDE)
+        mask = Image.fromarray(colorize(db.shrink_array(result.mask, db.INSPECT_SIDE), row.classes))
+        grid = db.probability_grid(result.input_probabilities, result.size)
+        figure = plots.inspect_figure(small, mask, grid, result.size, [c.name for c in row.classes])
+        server().figures.put(key, figure)
+    return figure
 
 
 def history_panel(row: db.Variant, key: str) -> None:

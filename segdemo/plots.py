@@ -140,6 +140,16 @@ def inspect_figure(photo: Image.Image, mask: Image.Image, grid: np.ndarray,
     return fig
 
 
+def figure_bytes(figure: go.Figure) -> int:
+    """About what a figure holds: its embedded images and data arrays (for byte-bounded caches)."""
+    total = 0
+    for trace in figure.data:
+        for name in ("source", "customdata", "z"):
+            value = getattr(trace, name, None)
+            total += len(value) if isinstance(value, str) else getattr(value, "nbytes", 0)
+    return total
+
+
 def _escape(text: str) -> str:
     """Plotly renders hover text as a small HTML subset."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

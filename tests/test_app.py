@@ -179,9 +179,13 @@ def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights)
 def test_each_row_sets_input_mask_overlay_and_history_side_by_side(monkeypatch, weights):
     """One row of four columns per model; the mask figure carries the probabilities its hover
     read-out shows (whole percentages over the photo, as the kept probabilities say) and a
-    slider from photo to mask; the history marks the kept epoch."""
+    slider from photo to mask, and is built once; the history marks the kept epoch."""
+    from segdemo import plots
     from segdemo.inference import Segmenter
 
+    built = []
+    monkeypatch.setattr(plots, "inspect_figure",
+                        lambda *args, _make=plots.inspect_figure: built.append(1) or _make(*args))
     at = start(monkeypatch, weights)
     data = photo_bytes(80, 60, seed=4)
     upload(at, ("cat.png", data))
@@ -203,6 +207,9 @@ def test_each_row_sets_input_mask_overlay_and_history_side_by_side(monkeypatch, 
     kept = next(t for t in history["data"] if t["meta"] == "kept")
     assert kept["x"] == [3] and "epoch %{x}" in kept["hovertemplate"]
     assert "weights kept from epoch 3" in " ".join(texts(at.caption))
+    at.slider(key="opacity").set_value(0.3).run()
+    at.toggle(key="legend").set_value(False).run()
+    assert len(built) == 1 and len(inspectors(at)) == 1  # reruns reuse the figure
 
 
 def test_tta_and_ensemble_rows_run_once_per_setting(monkeypatch, weights):

@@ -94,3 +94,5 @@ def test_inspector_carries_probabilities_for_hover_and_a_photo_to_mask_slider():
     assert slider.active == 4 and all(s.method == "restyle" for s in slider.steps)
     assert fig.layout.yaxis.scaleanchor == "x" and list(fig.layout.yaxis.range) == [300, 0]
     assert fig.layout.dragmode is False
+    assert plots.figure_bytes(fig) == (len(shown_photo.source) + len(shown_mask.source)
+                                       + grid.nbytes + 12)  # + the (3, 4) uint8 labels
