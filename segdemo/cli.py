@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--color-jitter", type=float, default=0.1, help="0 disables colour jitter")
     t.add_argument("--zoom-out", type=float, default=0.0, metavar="P",
                    help="probability of shrinking a training photo onto a plain canvas")
+    t.add_argument("--copy-paste", type=float, default=0.0, metavar="P",
+                   help="probability of pasting another training photo's pet (cut out by its "
+                        "mask, random scale and place) onto each photo")
+    t.add_argument("--teacher", metavar="DIR",
+                   help="a trained model folder whose probabilities on the augmented photos are "
+                        "extra targets (distillation)")
+    t.add_argument("--distill-alpha", type=float, default=0.5, metavar="A",
+                   help="weight of the teacher's probabilities against the labels (0-1]")
     t.add_argument("--freeze-encoder-bn", action="store_true",
                    help="keep the pretrained encoder's BatchNorm statistics (inference mode)")
     t.add_argument("--decoder-bn-momentum", type=float, metavar="M",
@@ -186,7 +194,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         class_weights=args.class_weights, encoder_weights=weights,
         freeze_encoder_epochs=args.freeze_encoder_epochs, resume=args.resume,
         flip=not args.no_flip, scale=None if args.no_scale else args.scale,
-        color_jitter=args.color_jitter, zoom_out=args.zoom_out,
+        color_jitter=args.color_jitter, zoom_out=args.zoom_out, copy_paste=args.copy_paste,
+        teacher=args.teacher, distill_alpha=args.distill_alpha,
         freeze_encoder_bn=args.freeze_encoder_bn, decoder_bn_momentum=args.decoder_bn_momentum,
         holdout_minor_breeds=args.holdout_minor_breeds, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, seed=args.seed,

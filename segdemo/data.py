@@ -490,6 +490,11 @@ class Augment:
     zoom_out: probability of shrinking the photo to a random `zoom_out_range` fraction of each
     side and placing it on a plain canvas of random colour whose mask is `pad_label` — visitors'
     photos often show the pet small, where models trained on close-ups fail.
+    copy_paste: probability of pasting another photo's pet (every pixel its mask does not call
+    background or ignored, the border band included), cut out by the mask, scaled to a random
+    `copy_paste_range` fraction of each side and placed at random, onto this photo: pets on
+    backgrounds and at scales the dataset never paired (Ghiasi et al., 2021). The donor is the
+    next photo in the batch.
     """
 
     flip: bool = True
@@ -498,6 +503,8 @@ class Augment:
     zoom_out: float = 0.0
     zoom_out_range: tuple[float, float] = (0.4, 0.9)
     pad_label: int = IGNORE_INDEX
+    copy_paste: float = 0.0
+    copy_paste_range: tuple[float, float] = (0.3, 0.8)
 
     def __post_init__(self) -> None:
         if self.scale is not None and not 0 < self.scale[0] <= self.scale[1] <= 1:
@@ -509,12 +516,22 @@ class Augment:
         if not 0 < self.zoom_out_range[0] <= self.zoom_out_range[1] <= 1:
             raise ValueError("Augment.zoom_out_range must satisfy 0 < min <= max <= 1, "
                              f"got {self.zoom_out_range}.")
+        if not 0 <= self.copy_paste <= 1:
+            raise ValueError(f"Augment.copy_paste is a probability in [0, 1], got {self.copy_paste}.")
+        if not 0 < self.copy_paste_range[0] <= self.copy_paste_range[1] <= 1:
+            raise ValueError("Augment.copy_paste_range must satisfy 0 < min <= max <= 1, "
+                             f"got {self.copy_paste_range}.")
 
 
 def make_tf_dataset(dataset: Dataset, split: str, input_size: tuple[int, int], preprocessing: str,
                     batch_size: int, *, augment: Augment | None = None, shuffle: bool = False,
-                    seed: int = 0, cache: bool = True, repeat: bool = False) -> tf.data.Dataset:
+                    seed: int = 0, cache: bool = True, repeat: bool = False,
+                    targets: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
+                    ) -> tf.data.Dataset:
     """Batches of (float32 preprocessed images (N, H, W, 3), int32 masks (N, H, W)) for `split`.
+
+    `targets`, if given, replaces each batch's masks by what it returns for (the augmented
+    images in [0, 255], the masks): the soft targets of distillation (`segdemo.distill`).
 
     Files are decoded with PIL and shrunk to a working size (the input size, or `CROP_MARGIN`
     larger when random crops are on). With `cache` every sample is decoded up front, in parallel,
@@ -566,11 +583,21 @@ def make_tf_dataset(dataset: Dataset, split: str, input_size: tuple[int, int], p
             lambda pair, key: _augment(pair[0], pair[1], key, augment, (height, width)),
             num_parallel_calls=tf.data.AUTOTUNE)
 
-    def finish(image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.cast(normalise(image), tf.float32), tf.cast(mask, tf.int32)
+    batches = pairs.batch(batch_size)
+    if augment is not None and augment.copy_paste > 0:
+        keys = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(
+            2, drop_remainder=True)
+        batches = tf.data.Dataset.zip((batches, keys)).map(
+            lambda batch, key: _copy_paste(batch[0], batch[1], key, augment),
+            num_parallel_calls=tf.data.AUTOTUNE)
 
-    return (pairs.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    def finish(images: tf.Tensor, masks: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        masks = tf.cast(masks, tf.int32)
+        if targets is not None:
+            masks = targets(images, masks)
+        return tf.cast(normalise(images), tf.float32), masks
+
+    return batches.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _decode_all(load: Callable[[int], tuple[np.ndarray, np.ndarray]], count: int,
@@ -616,6 +643,37 @@ def _augment(image: tf.Tensor, mask: tf.Tensor, key: tf.Tensor, augment: Augment
         image, mask = _zoom_out(image, mask, zoom_key, augment, size)
     image = tf.ensure_shape(image, (*size, 3))
     return image, tf.ensure_shape(mask[..., 0], size)
+
+
+def _copy_paste(images: tf.Tensor, masks: tf.Tensor, key: tf.Tensor,
+                augment: Augment) -> tuple[tf.Tensor, tf.Tensor]:
+    """Each photo of the batch, with probability `augment.copy_paste`, gets the next photo's pet
+    pasted on (see Augment). One `crop_and_resize` per batch does every scale and offset: its box
+    maps each output pixel back to the donor pixel it shows, and pixels mapped outside the donor
+    get the background label, so they keep the photo's own."""
+    apply_key, side_key, offset_key = tf.unstack(tf.random.experimental.stateless_split(key, 3))
+    count = tf.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    donors = tf.roll(images, 1, axis=0)
+    donor_masks = tf.cast(tf.roll(masks, 1, axis=0), tf.float32)[..., None]
+    side = tf.random.stateless_uniform([count], side_key, *augment.copy_paste_range)
+    offset = tf.random.stateless_uniform([count, 2], offset_key) * (1.0 - side[:, None])
+    # Output pixel y shows donor row (y - offset_y * H) / side; boxes are in units of (H - 1).
+    top = -offset[:, 0] * height / side / max(height - 1, 1)
+    left = -offset[:, 1] * width / side / max(width - 1, 1)
+    bottom = top + 1.0 / side
+    right = left + 1.0 / side
+    boxes = tf.stack([top, left, bottom, right], axis=1)
+    index = tf.range(count)
+    pasted = tf.image.crop_and_resize(donors, boxes, index, (height, width), method="bilinear")
+    labels = tf.image.crop_and_resize(donor_masks, boxes, index, (height, width), method="nearest",
+                                      extrapolation_value=float(augment.pad_label))[..., 0]
+    labels = tf.cast(tf.round(labels), masks.dtype)
+    chosen = tf.random.stateless_uniform([count], apply_key) < augment.copy_paste
+    pet = ((labels != augment.pad_label) & (labels != IGNORE_INDEX)
+           & chosen[:, None, None])
+    return (tf.where(pet[..., None], pasted, images),
+            tf.where(pet, labels, masks))
 
 
 def _jitter_colour(image: tf.Tensor, strength: float, key: tf.Tensor) -> tf.Tensor:

@@ -1,7 +1,9 @@
 """Segmentation losses as small composable Keras objects.
 
-All take integer label maps (N, H, W) and logits (N, H, W, C). Pixels labelled `ignore_index`
-(VOC's 255 boundary) contribute nothing. Only `keras.ops` is used, so they run on any backend.
+All take logits (N, H, W, C) and targets that are either integer label maps (N, H, W) or
+per-pixel class distributions (N, H, W, C), the soft targets of distillation (`segdemo.distill`).
+Pixels labelled `ignore_index` (VOC's 255 boundary), or whose distribution is all zeros,
+contribute nothing. Only `keras.ops` is used, so they run on any backend.
 """
 from __future__ import annotations
 
@@ -11,11 +13,17 @@ import keras
 from keras import ops
 
 
-def _valid_labels(y_true, ignore_index: int):
-    """Labels with ignored pixels replaced by 0, and the float mask of pixels that count."""
+def target_distribution(y_true, num_classes: int, ignore_index: int):
+    """Targets as per-pixel distributions (N, H, W, C) and the float mask of pixels that count:
+    labels become one-hot rows (ignored pixels all zeros); soft targets pass through."""
+    if len(y_true.shape) == 4:
+        y_true = ops.cast(y_true, "float32")
+        return y_true, ops.cast(ops.sum(y_true, axis=-1) > 0, "float32")
     y_true = ops.cast(y_true, "int32")
     valid = ops.not_equal(y_true, ignore_index)
-    return ops.where(valid, y_true, 0), ops.cast(valid, "float32")
+    onehot = ops.one_hot(ops.where(valid, y_true, 0), num_classes)
+    valid = ops.cast(valid, "float32")
+    return onehot * valid[..., None], valid
 
 
 class _SegmentationLoss(keras.losses.Loss):
@@ -47,12 +55,12 @@ class MaskedCrossEntropy(_SegmentationLoss):
         super().__init__(ignore_index, class_weights, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        labels, valid = _valid_labels(y_true, self.ignore_index)
-        ce = keras.losses.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"),
-                                                          from_logits=True)
+        logits = ops.cast(y_pred, "float32")
+        target, valid = target_distribution(y_true, ops.shape(logits)[-1], self.ignore_index)
+        ce = -ops.sum(target * ops.log_softmax(logits, axis=-1), axis=-1)
         weights = valid
-        if self.class_weights is not None:
-            weights = weights * ops.take(ops.convert_to_tensor(self.class_weights), labels)
+        if self.class_weights is not None:  # a soft target's weight: its classes' mean weight
+            weights = ops.sum(target * ops.convert_to_tensor(self.class_weights), axis=-1)
         return ops.sum(ce * weights) / ops.maximum(ops.sum(weights), 1e-6)
 
 
@@ -69,10 +77,8 @@ class DiceLoss(_SegmentationLoss):
         self.smooth = float(smooth)
 
     def call(self, y_true, y_pred):
-        labels, valid = _valid_labels(y_true, self.ignore_index)
-        num_classes = ops.shape(y_pred)[-1]
+        onehot, valid = target_distribution(y_true, ops.shape(y_pred)[-1], self.ignore_index)
         probs = ops.softmax(ops.cast(y_pred, "float32"), axis=-1) * valid[..., None]
-        onehot = ops.one_hot(labels, num_classes) * valid[..., None]
         axes = tuple(range(len(y_pred.shape) - 1))
         intersection = ops.sum(probs * onehot, axis=axes)
         total = ops.sum(probs, axis=axes) + ops.sum(onehot, axis=axes)

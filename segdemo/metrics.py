@@ -151,7 +151,7 @@ class PixelAccuracy(keras.metrics.Metric):
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = ops.cast(y_true, "int32")
+        y_true = hard_labels(y_true, self.ignore_index)
         predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         valid = ops.not_equal(y_true, self.ignore_index)
         hits = ops.logical_and(valid, ops.equal(predicted, y_true))
@@ -169,7 +169,23 @@ class PixelAccuracy(keras.metrics.Metric):
         return {**super().get_config(), "ignore_index": self.ignore_index}
 
 
+def hard_labels(y_true, ignore_index: int = 255):
+    """Integer labels (N, H, W) from labels or from soft targets (N, H, W, C): a distribution's
+    most likely class, `ignore_index` where it is all zeros."""
+    if len(y_true.shape) == 4:
+        counted = ops.sum(y_true, axis=-1) > 0
+        return ops.where(counted, ops.cast(ops.argmax(y_true, axis=-1), "int32"), ignore_index)
+    return ops.cast(y_true, "int32")
+
+
+class MeanIoU(keras.metrics.MeanIoU):
+    """Keras' streaming mIoU on logits that also takes soft targets (distillation)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(hard_labels(y_true, self.ignore_class), y_pred, sample_weight)
+
+
 def mean_iou_metric(num_classes: int, ignore_index: int = 255) -> keras.metrics.Metric:
-    """Keras' streaming mIoU on logits, reported as `miou` / `val_miou` during training."""
-    return keras.metrics.MeanIoU(num_classes=num_classes, name="miou", ignore_class=ignore_index,
-                                 sparse_y_true=True, sparse_y_pred=False)
+    """Streaming mIoU on logits, reported as `miou` / `val_miou` during training."""
+    return MeanIoU(num_classes=num_classes, name="miou", ignore_class=ignore_index,
+                   sparse_y_true=True, sparse_y_pred=False)

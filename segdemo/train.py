@@ -25,6 +25,7 @@ from segdemo.errors import SegDemoError
 from segdemo.artifacts import (CARD_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, read_json,
                                write_json)
 from segdemo.data import Augment, Dataset, load_dataset, make_tf_dataset
+from segdemo.distill import Teacher
 from segdemo.evaluate import evaluate
 from segdemo.inference import Segmenter
 from segdemo.losses import get_loss
@@ -60,6 +61,9 @@ class TrainConfig:
     scale: tuple[float, float] | None = (0.6, 1.0)
     color_jitter: float = 0.1
     zoom_out: float = 0.0
+    copy_paste: float = 0.0
+    teacher: str | None = None
+    distill_alpha: float = 0.5
     freeze_encoder_bn: bool = False
     decoder_bn_momentum: float | None = None
     holdout_minor_breeds: bool = False
@@ -208,10 +212,18 @@ def train(config: TrainConfig) -> Path:
         history = history[: state["epoch"]]
         print(f"Resuming {config.arch} from epoch {state['epoch']} of {config.epochs}.")
 
+    background = _background_index(dataset)
+    if config.copy_paste and background == dataset.ignore_index:
+        raise TrainError("Copy-paste augmentation needs a class called 'background' to tell the "
+                         "pasted object from its surroundings; this dataset has none.")
     augment = Augment(flip=config.flip, scale=config.scale, color_jitter=config.color_jitter,
-                      zoom_out=config.zoom_out, pad_label=_background_index(dataset))
+                      zoom_out=config.zoom_out, pad_label=background,
+                      copy_paste=config.copy_paste)
+    teacher = (Teacher.load(config.teacher, [c.name for c in dataset.classes], config.distill_alpha)
+               if config.teacher else None)
     train_ds = make_tf_dataset(dataset, "train", input_size, arch.preprocessing, config.batch_size,
-                               augment=augment, shuffle=True, seed=config.seed)
+                               augment=augment, shuffle=True, seed=config.seed,
+                               targets=teacher.targets if teacher else None)
     val_ds = make_tf_dataset(dataset, "val", input_size, arch.preprocessing, config.batch_size)
 
     encoder = _encoder_layer(model)
@@ -245,6 +257,8 @@ def train(config: TrainConfig) -> Path:
         _save_weights(model, out / WEIGHTS_FILE, twin)
     card = _model_card(config, arch, model, dataset, input_size, history, state)
     card["batchnorm_recalibration"] = recalibration
+    if teacher is not None:
+        card["distillation"] = teacher.describe()
     write_json(out / CARD_FILE, card)
     print("Evaluating the best epoch on the test split...")
     metrics = evaluate(Segmenter(model, card), dataset, "test") if dataset.splits.get("test") else None

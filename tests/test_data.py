@@ -440,3 +440,33 @@ def test_zoom_out_shrinks_the_photo_onto_a_canvas_labelled_background(tmp_path):
         assert canvas.sum() >= 32 * 32 - 16 * 16
     with pytest.raises(ValueError, match="zoom_out"):
         Augment(zoom_out=1.5)
+
+
+def test_copy_paste_puts_the_next_photos_objects_onto_each_photo_with_their_labels(tmp_path):
+    dataset = load_dataset(make_oxford(tmp_path / "pets"), "oxford")
+    plain = Augment(flip=False, scale=None)
+    pasting = Augment(flip=False, scale=None, pad_label=0, copy_paste=1.0,
+                      copy_paste_range=(0.5, 0.5))
+    before = next(iter(make_tf_dataset(dataset, "train", (32, 32), "unit", 4, augment=plain)))
+    after = next(iter(make_tf_dataset(dataset, "train", (32, 32), "unit", 4, augment=pasting)))
+    images, masks = (t.numpy() for t in before)
+    pasted_images, pasted_masks = (t.numpy() for t in after)
+    changed = pasted_masks != masks
+    assert changed.any()
+    for index in range(4):
+        donor = masks[(index - 1) % 4]
+        # Half-size donor objects: at most a quarter of the donor's object pixels can land.
+        assert changed[index].sum() <= (donor != 0).sum() / 4 + 32
+        # Pixels outside the pasted objects keep the photo and its labels.
+        keep = pasted_masks[index] == masks[index]
+        assert np.allclose(pasted_images[index][keep & (masks[index] == 0)],
+                           images[index][keep & (masks[index] == 0)])
+    # The image colour encodes the class (fixtures.CLASS_COLOURS): a pasted pixel shows the colour
+    # of the label it was given, so image and labels moved together.
+    colours = np.array([(0, 0, 1), (1, 0, 0), (0, 1, 0)], np.float32)
+    where = changed & (pasted_masks != 0)
+    shown = pasted_images[where]
+    expected = colours[pasted_masks[where]]
+    assert np.mean(np.abs(shown - expected).max(axis=-1) < 0.3) > 0.8
+    with pytest.raises(ValueError, match="copy_paste"):
+        Augment(copy_paste=2.0)

@@ -59,3 +59,25 @@ def test_dice_ce_is_the_sum_of_both():
 def test_unknown_loss_is_named():
     with pytest.raises(ValueError, match="focal"):
         get_loss("focal")
+
+
+def test_soft_targets_give_the_expected_cross_entropy_and_all_zero_rows_are_ignored():
+    # Pixel (0,0): half class 0, half class 1; (0,1): one-hot class 2; (1,0): all zeros (ignored).
+    soft = np.zeros((1, 2, 2, 3), np.float32)
+    soft[0, 0, 0] = [0.5, 0.5, 0.0]
+    soft[0, 0, 1] = [0.0, 0.0, 1.0]
+    soft[0, 1, 1] = [0.2, 0.0, 0.8]
+    first = -(0.5 * _log_softmax(LOGITS[0, 0, 0])[0] + 0.5 * _log_softmax(LOGITS[0, 0, 0])[1])
+    second = -_log_softmax(LOGITS[0, 0, 1])[2]
+    third = -(0.2 * _log_softmax(LOGITS[0, 1, 1])[0] + 0.8 * _log_softmax(LOGITS[0, 1, 1])[2])
+    value = float(MaskedCrossEntropy()(soft, LOGITS))
+    assert value == pytest.approx((first + second + third) / 3, rel=1e-5)
+
+
+def test_one_hot_soft_targets_equal_the_labels_they_encode():
+    onehot = np.zeros((1, 2, 2, 3), np.float32)
+    for (y, x), label in np.ndenumerate(LABELS[0]):
+        if label != 255:
+            onehot[0, y, x, label] = 1.0
+    for loss in (MaskedCrossEntropy(class_weights=[1.0, 2.0, 3.0]), DiceLoss(), DiceCrossEntropy()):
+        assert float(loss(onehot, LOGITS)) == pytest.approx(float(loss(LABELS, LOGITS)), rel=1e-5)

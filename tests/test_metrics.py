@@ -115,3 +115,16 @@ def test_boundary_tolerance_is_a_share_of_the_diagonal():
     assert boundary_tolerance_px((375, 500)) == 5  # 0.008 * 625
     assert boundary_tolerance_px((10, 10)) == 1
 
+
+
+def test_keras_metrics_take_soft_targets_as_their_most_likely_class():
+    labels = LABELS[None]
+    counted = labels != 255
+    onehot = np.eye(3, dtype=np.float32)[np.where(counted, labels, 0)]
+    soft = (onehot * 0.6 + 0.2 * (1 - onehot)) * counted[..., None]  # ignored pixel: all zeros
+    y_pred = _logits(PREDS)[None]
+    for make in (PixelAccuracy, lambda: mean_iou_metric(3)):
+        hard, smooth = make(), make()
+        hard.update_state(labels, y_pred)
+        smooth.update_state(soft, y_pred)
+        assert float(smooth.result()) == pytest.approx(float(hard.result()))

@@ -158,3 +158,28 @@ def test_decoder_bn_momentum_leaves_the_encoder_alone():
     assert encoder_bn and decoder_bn
     assert {l.momentum for l in encoder_bn} == {0.999}
     assert {l.momentum for l in decoder_bn} == {0.9}
+
+
+def test_distillation_and_copy_paste_train_and_are_recorded(trained, tmp_path):
+    data, teacher = trained
+    out = tmp_path / "student"
+    assert main(["train", *TINY, "--data", str(data), "--epochs", "1", "--out", str(out),
+                 "--teacher", str(teacher), "--distill-alpha", "0.7", "--copy-paste", "0.5"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["distillation"] == {"teacher": "unet", "teacher_input_size": [32, 32], "alpha": 0.7}
+    assert card["config"]["copy_paste"] == 0.5
+    history = json.loads((out / "history.json").read_text())
+    assert math.isfinite(history[0]["loss"]) and 0 <= history[0]["val_miou"] <= 1
+
+
+def test_a_teacher_with_other_classes_is_refused(trained, tmp_path, capsys):
+    data, teacher = trained
+    card = json.loads((teacher / "card.json").read_text())
+    card["classes"] = card["classes"][::-1]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "card.json").write_text(json.dumps(card))
+    (other / "model.weights.h5").write_bytes((teacher / "model.weights.h5").read_bytes())
+    assert main(["train", *TINY, "--data", str(data), "--epochs", "1", "--out",
+                 str(tmp_path / "student"), "--teacher", str(other)]) != 0
+    assert "must match in order" in capsys.readouterr().err
