@@ -147,36 +147,50 @@ class Clip:
             self._container.close()
             raise VideoError(f"{name} has no video stream (it holds "
                              f"{kinds + ' only' if kinds else 'no stream that can be read'}).")
-        self.info = _info(self._container)
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame-threaded decoding
+        self._decoded = self._container.decode(stream)
+        self._count = 0
         try:
+            # The first frame carries the display rotation (phones store portrait clips sideways
+            # and say so in the display matrix), which decides the upright size.
+            self._first = self._next_frame()
+            rotation = (self._first.rotation or 0) if self._first is not None else 0
+            self._turns = round(rotation / 90) % 4
+            self.info = _info(self._container, sideways=self._turns % 2 == 1)
             _check(self.info, name, self.limits)
         except VideoError:
             self._container.close()
             raise
 
+    def _next_frame(self):
+        """The next decoded frame, None at the end; `VideoError` if decoding fails."""
+        try:
+            frame = next(self._decoded)
+        except StopIteration:
+            return None
+        except Exception as exc:  # noqa: BLE001 - FFmpegError subclasses, and others on odd data
+            where = f"after {self._count} good frames" if self._count else "at its first frame"
+            raise VideoError(f"{self.name} is damaged: decoding failed {where} "
+                             f"({_reason(exc)}).") from None
+        self._count += 1
+        return frame
+
     def frames(self, max_frames: int | None = None) -> Iterator[np.ndarray]:
-        """The frames as RGB uint8 arrays, in order; `VideoError` if the clip is damaged part way
-        or turns out longer than the limits (a container need not state its length)."""
-        stream = self._container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame-threaded decoding
-        decoded = self._container.decode(stream)
-        count, limit = 0, self.limits.max_frames
-        while max_frames is None or count < max_frames:
-            try:
-                frame = next(decoded)
-            except StopIteration:
-                break
-            except Exception as exc:  # noqa: BLE001 - FFmpegError subclasses, and others on odd data
-                where = f"after {count} good frames" if count else "at its first frame"
-                raise VideoError(f"{self.name} is damaged: decoding failed {where} "
-                                 f"({_reason(exc)}).") from None
-            count += 1
-            if limit is not None and count > limit:
+        """The frames as upright RGB uint8 arrays, in order (once); `VideoError` if the clip is
+        damaged part way or turns out longer than the limits (a container need not state its
+        length)."""
+        if self._first is None:
+            raise VideoError(f"{self.name} holds no frame that could be decoded.")
+        frame, given, limit = self._first, 0, self.limits.max_frames
+        while frame is not None and (max_frames is None or given < max_frames):
+            if limit is not None and self._count > limit:
                 raise VideoError(f"{self.name} has more than {limit:,} frames; the limit is "
                                  f"{self.limits.describe()}.")
-            yield frame.to_ndarray(format="rgb24")
-        if count == 0:
-            raise VideoError(f"{self.name} holds no frame that could be decoded.")
+            rgb = frame.to_ndarray(format="rgb24")
+            yield np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
+            given += 1
+            frame = self._next_frame()
 
     def close(self) -> None:
         self._container.close()
@@ -193,7 +207,8 @@ def _reason(exc: Exception) -> str:
     return text.rstrip(".")
 
 
-def _info(container) -> ClipInfo:
+def _info(container, sideways: bool = False) -> ClipInfo:
+    """The clip as shown: `sideways` (a display rotation of +-90 degrees) swaps width and height."""
     stream = container.streams.video[0]
     fps = stream.average_rate or stream.guessed_rate or Fraction(25)
     seconds = None
@@ -203,7 +218,8 @@ def _info(container) -> ClipInfo:
         seconds = container.duration / 1_000_000
     frames = stream.frames or (round(seconds * float(fps)) if seconds else None)
     context = stream.codec_context
-    return ClipInfo(context.width, context.height, Fraction(fps), frames, seconds, context.name)
+    width, height = (context.height, context.width) if sideways else (context.width, context.height)
+    return ClipInfo(width, height, Fraction(fps), frames, seconds, context.name)
 
 
 def probe(source: VideoSource, name: str = "the clip", limits: ClipLimits | None = None) -> ClipInfo:

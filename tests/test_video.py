@@ -35,12 +35,15 @@ OPTIONS = {"base_filters": 4, "depth": 2}
 
 def make_clip(path: Path, frames: int = 20, size: tuple[int, int] = (96, 64), fps: int = 12,
               codec: str = "libx264", pix_fmt: str = "yuv420p", audio: bool = False,
-              faststart: bool = False) -> Path:
-    """A yellow square moving left to right over a blue background, written with PyAV."""
+              faststart: bool = False, rotation: int = 0) -> Path:
+    """A yellow square moving left to right over a blue background, written with PyAV;
+    `rotation`: a display rotation (counter-clockwise degrees) as phones record portrait clips."""
     width, height = size
     with av.open(str(path), "w", options={"movflags": "+faststart"} if faststart else {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if rotation:
+            stream.set_display_rotation(rotation)
         sound = container.add_stream("aac", rate=8000) if audio else None
         side = max(4, height // 3)
         for i in range(frames):
@@ -145,6 +148,18 @@ def test_overlay_keeps_frames_size_and_rate_and_drops_audio(segmenter, clips, tm
     assert calls == [8, 8, 4]  # frames go through the network in batches
     assert result.frames == 20 and result.achieved_fps > 0 and 0 <= result.flicker <= 1
     assert result.note is None
+
+
+def test_a_phone_clip_stored_sideways_is_segmented_upright(segmenter, tmp_path):
+    stored = make_clip(tmp_path / "stored.mp4", frames=6)
+    sideways = make_clip(tmp_path / "portrait.mp4", frames=6, rotation=-90)  # shown turned right
+    with video.Clip(stored) as plain, video.Clip(sideways) as turned:
+        assert (turned.info.width, turned.info.height) == (64, 96)
+        for a, b in zip(plain.frames(), turned.frames()):
+            assert b.shape == (96, 64, 3)
+            np.testing.assert_array_equal(b, np.rot90(a, -1))  # clockwise, as a player shows it
+    result = video.segment_video(segmenter, sideways, tmp_path / "out")
+    assert read_clip(result.path)[:2] == (6, (64, 96))
 
 
 def test_odd_sizes_become_vp9_webm_and_a_gif_plays_as_a_clip(segmenter, clips, tmp_path):
