@@ -4,7 +4,7 @@
 # Dice+CE, the pretrained BatchNorm statistics kept, and the minor breeds held out as a probe.
 # Each run goes to runs/<name> (log runs/<name>.log), resumes from its checkpoint, skips finished
 # ones. Ship a run (copy into weights/<id>/ without checkpoint/) only when it beats the shipped
-# model on the probe (scripts/probe.sh), never on the test split alone.
+# model on the probe (scripts/evaluate_candidates.sh), never on the test split alone.
 #   nohup bash scripts/train_candidates.sh [NAME...] > runs/train_candidates.log 2>&1 &
 set -u
 cd "$(dirname "$0")/.."

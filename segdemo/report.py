@@ -39,7 +39,7 @@ def results_table(weights_dir: str | Path) -> str:
         scores = metrics["original_resolution"]
         class_names = class_names or list(scores["iou"])
         rows.append(
-            [f"`{card['id']}`", _size(card["input_size"]), f"{card['parameters'] / 1e6:.2f} M",
+            [_folder_name(folder, card), _size(card["input_size"]), f"{card['parameters'] / 1e6:.2f} M",
              f"{card['file_mb']:.1f}", _num(scores["pixel_accuracy"]), _num(scores["miou"]),
              *(_num(scores["iou"].get(n)) for n in class_names),
              _num(scores.get("foreground_iou")), _num(scores.get("boundary_f")),
@@ -69,7 +69,7 @@ def probe_table(weights_dir: str | Path) -> str:
         if not card or not test or not probe:
             continue
         held_out = card.get("config", {}).get("holdout_minor_breeds", False)
-        rows.append([f"`{card['id']}`", *_cut_out_scores(test), *_cut_out_scores(probe),
+        rows.append([_folder_name(folder, card), *_cut_out_scores(test), *_cut_out_scores(probe),
                      str(probe.get("images", "")), "no (held out)" if held_out else "yes"])
     for name in (REFERENCE_FILE, REFERENCE_PROBE_FILE):
         if not (Path(weights_dir) / name).is_file():
@@ -82,6 +82,13 @@ def probe_table(weights_dir: str | Path) -> str:
     header = ["model", "test mIoU", "test pet-vs-bg IoU", "test boundary F", "probe mIoU",
               "probe pet-vs-bg IoU", "probe boundary F", "probe images", "trained on the probe"]
     return _table(header, rows)
+
+
+def _folder_name(folder: Path, card: dict) -> str:
+    """The architecture id; a folder named otherwise (a candidate run) shows both."""
+    if folder.name == card["id"]:
+        return f"`{card['id']}`"
+    return f"`{folder.name}` ({card['id']})"
 
 
 def _cut_out_scores(metrics: dict) -> list[str]:

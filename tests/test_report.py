@@ -174,14 +174,15 @@ def test_probe_table_puts_test_beside_probe_and_says_who_saw_the_probe(tmp_path,
         "miou": 0.5, "foreground_iou": 0.75, "boundary_f": 0.6}})
     _model(tmp_path, "held", 0.7)
     card = tmp_path / "held" / "card.json"
-    write_json(card, {**json.loads(card.read_text()), "id": "held",
-                      "config": {"holdout_minor_breeds": True}})
+    write_json(card, {**json.loads(card.read_text()), "id": "unet",
+                      "config": {"holdout_minor_breeds": True}})  # a candidate run of unet
     write_json(tmp_path / "held" / "probe.json", {"images": 21, "original_resolution": {
         "miou": 0.55, "foreground_iou": 0.8, "boundary_f": 0.65}})
     assert main(["results", "--probe", "--weights", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("| model | test mIoU | test pet-vs-bg IoU |")
-    assert lines[2] == "| `held` | 0.700 | n/a | n/a | 0.550 | 0.800 | 0.650 | 21 | no (held out) |"
+    assert lines[2] == ("| `held` (unet) | 0.700 | n/a | n/a | 0.550 | 0.800 | 0.650 | 21 "
+                        "| no (held out) |")
     assert lines[3] == "| `unet` | 0.612 | n/a | n/a | 0.500 | 0.750 | 0.600 | 21 | yes |"
 
 
