@@ -1,8 +1,10 @@
 """Regenerate the README's generated tables from the shipped files, so none is typed by hand.
 
 Each block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->` and is replaced by
-`python -m segdemo results` (NAME = results), `results --probe` (probe, from <model>/probe.json), `results --video` (video, from weights/video_benchmark.json), `results --speed` (speed, from
-weights/benchmark.json) or `results --robustness` (robustness, from weights/robustness.json).
+`python -m segdemo results` (NAME = results), `results --probe` (probe, from <model>/probe.json),
+`results --recipes` (recipes, from the cards), `results --video` (video, from
+weights/video_benchmark.json), `results --speed` (speed, from weights/benchmark.json) or
+`results --robustness` (robustness, from weights/robustness.json).
 A block whose JSON is missing is left as it is.
 
     python scripts/update_readme.py
@@ -16,8 +18,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCKS = {"results": [], "probe": ["--probe"], "speed": ["--speed"], "video": ["--video"],
-          "robustness": ["--robustness"]}
+BLOCKS = {"results": [], "probe": ["--probe"], "recipes": ["--recipes"], "speed": ["--speed"],
+          "video": ["--video"], "robustness": ["--robustness"]}
 
 
 def main() -> int:

@@ -205,3 +205,30 @@ def load_model(model_dir: str | os.PathLike):
             f"the weights of a different network than card.json describes (other layers or "
             f"sizes; were the two files written by different training runs?). {_AGAIN}") from exc
     return model, card
+
+
+def training_recipe(card: dict) -> str | None:
+    """How a model was trained, in one line, from the configuration its card records (older
+    cards lack the newer options: those read as off)."""
+    config = card.get("config")
+    if not config:
+        return None
+    size = config.get("img_size") or (card.get("input_size") or ["?"])[0]
+    parts = [f"{config.get('epochs', '?')} epochs at {size} px",
+             {"ce": "cross-entropy", "dice": "Dice", "dice_ce": "Dice + cross-entropy"}.get(
+                 config.get("loss", "ce"), str(config.get("loss")))]
+    encoder = card.get("encoder_weights") or ""
+    if encoder.startswith("none"):
+        parts.append("from scratch")
+    elif encoder:
+        parts.append(f"encoder: {encoder.split(' from ')[0]}")
+    if config.get("zoom_out"):
+        parts.append(f"zoom-out {config['zoom_out']:g}")
+    if config.get("copy_paste"):
+        parts.append(f"copy-paste {config['copy_paste']:g}")
+    distilled = card.get("distillation")
+    if distilled:
+        parts.append(f"distilled from {distilled['teacher']} (weight {distilled['alpha']:g})")
+    if config.get("holdout_minor_breeds"):
+        parts.append("minor breeds held out")
+    return "; ".join(parts)

@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="test split beside the probe split (minor breeds) instead")
     shown.add_argument("--robustness", action="store_true",
                        help="the mIoU under photo shifts from the robustness JSON instead")
+    shown.add_argument("--recipes", action="store_true",
+                       help="how each model was trained, from its card, instead")
     r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json) "
                                   "or robustness JSON for --robustness (default: "
                                   "<weights>/robustness.json)")
@@ -377,6 +379,8 @@ def _results(args: argparse.Namespace) -> int:
         print(report.speed_tables(report.load_benchmark(path)))
     elif args.probe:
         print(report.probe_table(args.weights))
+    elif args.recipes:
+        print(report.recipes_table(args.weights))
     elif args.video:
         from segdemo.video import VIDEO_FILE, load_video_report, video_table
 

@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from segdemo.artifacts import (BENCHMARK_FILE, CARD_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE,
-                               check_model_dir, read_card, read_extra_json, read_optional_json)
+                               check_model_dir, read_card, read_extra_json, read_optional_json,
+                               training_recipe)
 from segdemo.classes import ClassInfo
 from segdemo.images import open_image, resize_nearest
 from segdemo.models.registry import ARCHITECTURES
@@ -594,6 +595,7 @@ def training_rows(entries: Sequence[ModelEntry]) -> list[dict]:
                      "best val mIoU": _number(e.card.get("best_val_miou")),
                      "training (min)": round(seconds / 60, 1) if seconds is not None else None,
                      "encoder weights": e.card.get("encoder_weights"),
+                     "recipe": training_recipe(e.card),
                      "hardware": e.card.get("hardware")})
     filled = {k for row in rows for k, v in row.items() if v is not None}
     return [{k: v for k, v in row.items() if k in filled} for row in rows]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from segdemo.artifacts import (CARD_FILE, METRICS_FILE, PROBE_FILE, REFERENCE_FILE,
-                               REFERENCE_PROBE_FILE, read_optional_json, read_report)
+                               REFERENCE_PROBE_FILE, read_optional_json, read_report,
+                               training_recipe)
 from segdemo.reference import REFERENCE_TITLE
 
 
@@ -82,6 +83,21 @@ def probe_table(weights_dir: str | Path) -> str:
     header = ["model", "test mIoU", "test pet-vs-bg IoU", "test boundary F", "probe mIoU",
               "probe pet-vs-bg IoU", "probe boundary F", "probe images", "trained on the probe"]
     return _table(header, rows)
+
+
+def recipes_table(weights_dir: str | Path) -> str:
+    """Markdown table: how each model was trained (its card's configuration, in words), its
+    best validation mIoU and the command that reproduces it."""
+    rows = []
+    for folder in sorted(p for p in Path(weights_dir).iterdir() if p.is_dir()):
+        card = read_optional_json(folder / CARD_FILE)
+        if not card or not training_recipe(card):
+            continue
+        rows.append([_folder_name(folder, card), training_recipe(card),
+                     _num(card.get("best_val_miou")), f"{card.get('best_epoch', '')}",
+                     _duration(card.get("training_seconds", 0))])
+    return _table(["model", "how it was trained", "best val mIoU", "kept epoch", "training time"],
+                  rows)
 
 
 def _folder_name(folder: Path, card: dict) -> str:

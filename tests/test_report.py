@@ -196,3 +196,21 @@ def test_results_video_prints_the_video_table_and_names_a_missing_report(tmp_pat
     assert "| `unet` | 160x160 | 3.2 | 3.5 | 0.12% | 0.05% | 3.2 |" in capsys.readouterr().out
     assert main(["results", "--video", "--weights", str(tmp_path / "none")]) == 2
     assert "benchmark --video" in capsys.readouterr().err
+
+
+def test_recipes_table_says_how_each_model_was_trained(tmp_path, capsys):
+    _model(tmp_path, "unet", 0.6)
+    card = tmp_path / "unet" / "card.json"
+    write_json(card, {**json.loads(card.read_text()), "best_val_miou": 0.71, "best_epoch": 40,
+                      "encoder_weights": "none: the whole network is trained from scratch",
+                      "distillation": {"teacher": "unet_mobilenetv2", "alpha": 0.5},
+                      "config": {"epochs": 50, "img_size": 160, "loss": "dice_ce",
+                                 "zoom_out": 0.3, "copy_paste": 0.5,
+                                 "holdout_minor_breeds": True}})
+    _model(tmp_path, "no_config", 0.5)  # a card without its configuration: no row
+    assert main(["results", "--recipes", "--weights", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[2] == ("| `unet` | 50 epochs at 160 px; Dice + cross-entropy; from scratch; "
+                        "zoom-out 0.3; copy-paste 0.5; distilled from unet_mobilenetv2 (weight "
+                        "0.5); minor breeds held out | 0.710 | 40 | 25 min |")
