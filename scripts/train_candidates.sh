@@ -39,8 +39,8 @@ ARCH+=(
 )
 ARGS+=(
   [unet_distill160]="--img-size 160 --epochs 50 --lr 1e-3 --option base_filters=16 $DISTILL"
-  [fcn8s_vgg16_distill224]="--img-size 224 --epochs 40 --lr 3e-4 $DISTILL"
-  [deeplabv3plus_xception_distill224]="--img-size 224 --epochs 40 --lr 1e-3 $DISTILL"
+  [fcn8s_vgg16_distill224]="--img-size 224 --epochs 30 --lr 3e-4 $DISTILL"
+  [deeplabv3plus_xception_distill224]="--img-size 224 --epochs 30 --lr 1e-3 $DISTILL"
 )
 ORDER=(unet_mobilenetv2_voc224 unet_mobilenetv2_imagenet224 deeplabv3plus_mobilenetv2_voc288
        deeplabv3plus_mobilenetv2_imagenet288 unet_distill160 fcn8s_vgg16_distill224
