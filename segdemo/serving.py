@@ -23,7 +23,6 @@ Ray is imported with this module: only the `serve` command (and tests) import it
 """
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from segdemo.batching import configure_threads, cpu_count, predict_isolated
 from segdemo.errors import SegDemoError
 from segdemo.images import ImageError, open_image
 from segdemo.inference import TTA_MODES, mask_png
+from segdemo.ray_cluster import connect
 from segdemo.wire import PROBABILITY_DTYPES, result_json
 
 LOG = logging.getLogger(__name__)
@@ -46,8 +46,6 @@ MAX_BODY_BYTES = 32 * 2**20  # a 12-megapixel JPEG is ~5 MB, an uncompressed PNG
 MAX_DISPLAY_SIDE = 4096
 RETRIES = 3                  # sends of one request when replicas die under it
 RETRY_PAUSE_S = 0.5
-# Ray without the internet: no usage statistics; the dashboard stays off (see `connect`).
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
 
 
 class ServeError(SegDemoError):
@@ -254,26 +252,6 @@ def build_app(options: ServeOptions):
         ).bind(model_id, str(folder), options.max_batch, options.batch_wait_s,
                max(1, round(cpus)))
     return Router.bind(handles, cards, options.max_body_bytes)
-
-
-def connect(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join the Ray cluster at `address`, or start a local one on 127.0.0.1 (no dashboard, no
-    usage statistics)."""
-    import ray
-
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    if ray.is_initialized():
-        return
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                     _node_ip_address="127.0.0.1")
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ServeError(f"Ray could not start or reach the cluster at {address or 'local'}: "
-                         f"{exc}") from None
 
 
 def start(options: ServeOptions, host: str = "127.0.0.1", port: int = 8000,
