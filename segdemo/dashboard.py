@@ -71,15 +71,18 @@ inference_calls = 0
 
 @dataclass(frozen=True)
 class AppConfig:
-    """Where the models and the optional dataset live."""
+    """Where the models and the optional dataset live, and where inference runs (`serve_url`: a
+    `python -m segdemo serve` endpoint; None = in this process)."""
 
     weights_dir: Path
     data_dir: Path | None = None
     data_format: str = "oxford"
+    serve_url: str | None = None
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> AppConfig:
-    """`streamlit run streamlit_app.py -- --data PATH [--format F]`, with env-var fallbacks.
+    """`streamlit run streamlit_app.py -- --data PATH [--format F] [--serve-url URL]`, with
+    env-var fallbacks.
 
     Unknown arguments are ignored (under AppTest, sys.argv is pytest's) and abbreviations are off so
     that none of them is mistaken for ours.
@@ -88,10 +91,12 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> AppConfig:
     parser.add_argument("--data", default=environ.get("SEGDEMO_DATA") or None)
     parser.add_argument("--format", default=environ.get("SEGDEMO_FORMAT") or "oxford")
     parser.add_argument("--weights", default=environ.get("SEGDEMO_WEIGHTS") or None)
+    parser.add_argument("--serve-url", default=environ.get("SEGDEMO_SERVE_URL") or None)
     args, _ = parser.parse_known_args(list(argv))
     weights = Path(args.weights).expanduser() if args.weights else REPO_ROOT / "weights"
     data = Path(args.data).expanduser() if args.data else None
-    return AppConfig(weights, data, args.format)
+    return AppConfig(weights, data, args.format, args.serve_url.rstrip("/") if args.serve_url
+                     else None)
 
 
 def device_label() -> str:

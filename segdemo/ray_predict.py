@@ -22,7 +22,7 @@ import numpy as np
 import ray
 
 from segdemo.batch_export import BatchExport, Timing, folder_writer, unique_stems
-from segdemo.batching import configure_threads, cpu_count, predict_isolated
+from segdemo.batching import configure_threads, predict_isolated
 from segdemo.images import ImageError, open_image
 from segdemo.ray_cluster import connect
 
@@ -63,11 +63,13 @@ class SegmentActor:
 def predict_with_ray(model_dir: str | Path, paths: Sequence[str], out: str | Path, *,
                      opacity: float = 0.5, tta: str = "none", actors: int | None = None,
                      batch_size: int = 8, address: str | None = None) -> tuple[int, list[str]]:
-    """Segment `paths` into `out` with `actors` model actors (default: one per core, each with
-    one TensorFlow thread); returns (photos written, problems)."""
+    """Segment `paths` into `out` with `actors` model actors (default: one per free CPU of the
+    cluster, each with one TensorFlow thread) sharing the free CPUs; returns (photos written,
+    problems)."""
     connect(address)
-    actors = actors or max(1, min(cpu_count(), len(paths)))
-    cpus = max(0.1, int(ray.cluster_resources().get("CPU", 1)) / actors)
+    free = ray.available_resources().get("CPU", 1)
+    actors = actors or max(1, min(int(free), len(paths)))
+    cpus = max(0.1, free / actors)
     # Reading is light I/O: it reserves no CPU, which the model actors hold (else the reads wait
     # for CPUs the actors took, and the actors for blocks the reads cannot make).
     table = ray.data.read_binary_files([os.path.abspath(p) for p in paths], include_paths=True,

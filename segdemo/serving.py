@@ -102,6 +102,7 @@ class ModelServer:
         self._batch.set_max_batch_size(max_batch)
         self._batch.set_batch_wait_timeout_s(batch_wait_s)
         self.replica = serve.get_replica_context().replica_id.unique_id
+        self.batches = 0  # network calls so far: with `replica`, names the call a photo was in
 
     async def segment(self, body: bytes, query: dict) -> tuple[int, dict | bytes, dict]:
         """(status, JSON object or PNG bytes, extra headers) for one request."""
@@ -112,14 +113,14 @@ class ModelServer:
             return 400, {"error": str(exc)}, {}
         decoded = time.perf_counter()
         tta = query.get("tta", "none")
-        output, error, network_s, size, started = await self._batch((image, tta, decoded))
+        output, error, network_s, size, started, call = await self._batch((image, tta, decoded))
         if error is not None:
             LOG.exception("segmenting failed", exc_info=error)
             return 500, {"error": f"segmenting failed: {error}"}, {}
         timings = {"decode_ms": round((decoded - arrived) * 1000, 2),
                    "queue_ms": round((started - decoded) * 1000, 2),
                    "network_ms": round(network_s * 1000, 2), "batch_size": size,
-                   "replica": self.replica}
+                   "replica": self.replica, "call": call}
         return await asyncio.to_thread(self._answer, output, query, timings, arrived)
 
     def _answer(self, prediction, query: dict, timings: dict, arrived: float):
@@ -144,16 +145,18 @@ class ModelServer:
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _batch(self, requests: list[tuple]) -> list[tuple]:
         """One network call per TTA setting among the waiting photos; per photo (output, error,
-        network seconds, batch size, when its batch started)."""
+        network seconds, batch size, when its batch started, which network call it was in)."""
         started = time.perf_counter()
         answers: list[tuple | None] = [None] * len(requests)
         for tta in dict.fromkeys(r[1] for r in requests):
             indices = [i for i, r in enumerate(requests) if r[1] == tta]
             segmenter = self._segmenter(tta)
+            self.batches += 1
+            call = f"{self.replica}-{self.batches}"
             outcomes = await asyncio.to_thread(predict_isolated, segmenter,
                                                [requests[i][0] for i in indices])
             for i, outcome in zip(indices, outcomes):
-                answers[i] = (*outcome, started)
+                answers[i] = (*outcome, started, call)
         return answers
 
     def check_health(self) -> None:
