@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHARED_PHOTOS = WEIGHTS_DIR.parent.parent / "shared" / "data" / "oxford-pets" / "images"
 
 FORMATS = ("oxford", "voc", "folders", "tfds")
 
@@ -150,6 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--address", help="the Ray cluster to join (default: start a local one)")
 
+    lt = sub.add_parser("loadtest", help="concurrent HTTP clients against the Ray Serve app: "
+                                         "photos/s, latency, errors, batching gain")
+    lt.add_argument("--model", default="unet_mobilenetv2", help="model id under --weights")
+    lt.add_argument("--weights", default=str(WEIGHTS_DIR), help="folder of model folders")
+    lt.add_argument("--photos", default=str(SHARED_PHOTOS),
+                    help="folder of photos to send (default: the Oxford-IIIT Pet images)")
+    lt.add_argument("--count", type=int, default=64, help="photos read from --photos")
+    lt.add_argument("--clients", type=int, nargs="+", default=[8, 32, 64])
+    lt.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    lt.add_argument("--max-batch", type=int, nargs="+", default=[1, 8])
+    lt.add_argument("--batch-wait-ms", type=float, default=10.0)
+    lt.add_argument("--requests", type=int, default=192, help="photos sent per level")
+    lt.add_argument("--url", help="measure this running endpoint as deployed instead")
+    lt.add_argument("--port", type=int, default=8000)
+    lt.add_argument("--json", help="report (default: <weights>/serve_loadtest.json)")
+
     sub.add_parser("architectures", help="list the registered architectures")
 
     r = sub.add_parser("results", help="markdown table of the trained models' test metrics")
@@ -164,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="test split beside the probe split (minor breeds) instead")
     shown.add_argument("--robustness", action="store_true",
                        help="the mIoU under photo shifts from the robustness JSON instead")
+    shown.add_argument("--serve", action="store_true",
+                       help="the Ray Serve load test from the serve load JSON instead")
     r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json) "
                                   "or robustness JSON for --robustness (default: "
                                   "<weights>/robustness.json)")
@@ -387,6 +406,31 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loadtest(args: argparse.Namespace) -> int:
+    from segdemo.serve_load import (SERVE_LOAD_FILE, measure, read_photos, report, run_loadtest,
+                                    serve_table, write_report)
+    from segdemo.serve_client import ServeClient
+
+    photos = read_photos(Path(args.photos), args.count)
+    if args.url:
+        settings = [{"replicas": None, "max_batch": None, "url": args.url,
+                     "levels": measure(ServeClient(args.url), args.model, photos, args.clients,
+                                       args.requests, print)}]
+    else:
+        settings = run_loadtest(Path(args.weights) / args.model, args.model, photos,
+                                levels=args.clients, replicas=args.replicas,
+                                max_batches=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000,
+                                requests=args.requests, port=args.port)
+    source = Path(args.photos).resolve()
+    data = report(args.model, photos, f"{source.parent.name}/{source.name}", args.requests, settings)
+    target = Path(args.json) if args.json else Path(args.weights) / SERVE_LOAD_FILE
+    write_report(target, data)
+    if not args.url:
+        print(serve_table(data))
+    print(f"Written to {target}")
+    return 0
+
+
 def _architectures() -> int:
     from segdemo.models import ARCHITECTURES
 
@@ -453,8 +497,12 @@ def _results(args: argparse.Namespace) -> int:
         from segdemo.video import VIDEO_FILE, load_video_report, video_table
 
         print(video_table(load_video_report(args.json or Path(args.weights) / VIDEO_FILE)))
+    elif args.serve:
+        from segdemo.serve_load import SERVE_LOAD_FILE, load_report, serve_table
+
+        print(serve_table(load_report(args.json or Path(args.weights) / SERVE_LOAD_FILE)))
     elif args.json:
-        print("error: --json goes with --speed or --robustness.", file=sys.stderr)
+        print("error: --json goes with --speed, --robustness or --serve.", file=sys.stderr)
         return 2
     else:
         print(report.results_table(args.weights))
@@ -479,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
             return _results(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "loadtest":
+            return _loadtest(args)
         if args.command == "robustness":
             return _robustness(args)
         return _architectures()
