@@ -3,8 +3,9 @@
 For each deployment setting (replicas x largest batch) the app is deployed afresh on a local Ray
 cluster, warmed up, and then N concurrent HTTP clients (each a thread sending its next photo as soon
 as the last one is answered) send `requests` real photos in all; recorded per level: photos per
-second, latency p50/p95/max (request sent to answer read, as a client sees it), errors, and the
-batch sizes the server reports. Comparing largest batch 1 with 8 gives the batching gain. The
+second, latency p50/p95/max (request sent to answer read, as a client sees it) and the part of it
+spent inside the model replica (the rest is the HTTP proxy, the router and the clients), errors,
+and the batch sizes the server reports. Comparing largest batch 1 with 8 gives the batching gain. The
 clients run on the same cores as the server (a real client would not), so the figures are a
 floor. `--url` measures an endpoint that is already running instead (as it is deployed).
 
@@ -56,6 +57,7 @@ def run_level(client: ServeClient, model: str, photos: Sequence[bytes], clients:
     """`requests` photos sent by `clients` concurrent clients; what they saw."""
     lock, sent = threading.Lock(), [0]
     latencies: list[float] = []
+    inside: list[float] = []  # seconds in the model replica (decode, queue, network, answer)
     batches: list[int] = []
     errors: list[str] = []
 
@@ -75,6 +77,7 @@ def run_level(client: ServeClient, model: str, photos: Sequence[bytes], clients:
                 continue
             with lock:
                 latencies.append(time.perf_counter() - start)
+                inside.append(result["timings"]["server_ms"] / 1000)
                 batches.append(int(result["timings"]["batch_size"]))
 
     start = time.perf_counter()
@@ -85,7 +88,7 @@ def run_level(client: ServeClient, model: str, photos: Sequence[bytes], clients:
     return {"clients": clients, "requests": requests, "ok": len(latencies),
             "errors": len(errors), "error_examples": sorted(set(errors))[:3],
             "seconds": round(seconds, 2), "photos_per_s": round(len(latencies) / seconds, 2),
-            "latency_ms": _ms(latencies),
+            "latency_ms": _ms(latencies), "in_replica_ms": _ms(inside),
             "mean_batch": round(float(np.mean(batches)), 2) if batches else None,
             "largest_batch_seen": max(batches, default=None)}
 
@@ -162,15 +165,16 @@ def serve_table(data: dict) -> str:
              f"{data['requests_per_level']} photos per level ({photos['source']}, mean "
              f"{photos['mean_width']}x{photos['mean_height']}, {photos['mean_kb']} KB), clients "
              "on the same cores:", "",
-             "| replicas | largest batch | clients | photos/s | p50 ms | p95 ms | errors | "
-             "mean batch |", "|---|---|---|---|---|---|---|---|"]
+             "| replicas | largest batch | clients | photos/s | p50 ms | p95 ms | in replica p50 ms "
+             "| errors | mean batch |", "|---|---|---|---|---|---|---|---|---|"]
     best: dict[tuple[int, int], float] = {}
     for setting in data["settings"]:
         for level in setting["levels"]:
             latency = level["latency_ms"]
             lines.append(f"| {setting['replicas']} | {setting['max_batch']} | {level['clients']} "
                          f"| {level['photos_per_s']} | {latency['p50']} | {latency['p95']} | "
-                         f"{level['errors']} | {level['mean_batch']} |")
+                         f"{level.get('in_replica_ms', {}).get('p50')} | {level['errors']} | "
+                         f"{level['mean_batch']} |")
             key = (setting["replicas"], setting["max_batch"])
             best[key] = max(best.get(key, 0.0), level["photos_per_s"])
     gains = [f"{r} replica{'s' if r > 1 else ''}: {best[(r, b)] / best[(r, 1)]:.2f}x "
