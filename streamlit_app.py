@@ -100,8 +100,8 @@ def server() -> SimpleNamespace:
 def serving_state(serve_url: str | None) -> SimpleNamespace:
     """The process's serving state, shared by every session: a queue per model and setting
     (`pool`; with `serve_url`, a client of that endpoint per model and setting, and `local_pool`
-    for the Video tab, else the same pool), finished results (`results`) and decoded photos (`photos`), both bounded in bytes,
-    the rows' mask figures (`figures`: building one costs ~70 ms, a rerun with many rows would
+    for the Video tab, else the same pool), finished results (`results`) and decoded photos
+    (`photos`), both bounded in bytes, the rows' mask figures (`figures`: building one costs ~70 ms, a rerun with many rows would
     pay it for each), what TensorFlow runs on once the first model has loaded (`info`), the stage
     each loading model has reached (`stages`), and whether `warm_up` has run."""
     state = SimpleNamespace(

@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--url", help="measure this running endpoint as deployed instead")
     lt.add_argument("--port", type=int, default=8000)
     lt.add_argument("--json", help="report (default: <weights>/serve_loadtest.json)")
+    lt.add_argument("--append", action="store_true",
+                    help="add these settings to the report's (same model and photos)")
 
     sub.add_parser("architectures", help="list the registered architectures")
 
@@ -407,13 +409,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _loadtest(args: argparse.Namespace) -> int:
-    from segdemo.serve_load import (SERVE_LOAD_FILE, measure, read_photos, report, run_loadtest,
-                                    serve_table, write_report)
+    from segdemo.serve_load import (SERVE_LOAD_FILE, load_report, measure, read_photos, report,
+                                    run_loadtest, serve_table, stamp, write_report)
     from segdemo.serve_client import ServeClient
 
     photos = read_photos(Path(args.photos), args.count)
     if args.url:
-        settings = [{"replicas": None, "max_batch": None, "url": args.url,
+        settings = [{"replicas": None, "max_batch": None, "url": args.url, **stamp(),
                      "levels": measure(ServeClient(args.url), args.model, photos, args.clients,
                                        args.requests, print)}]
     else:
@@ -424,6 +426,8 @@ def _loadtest(args: argparse.Namespace) -> int:
     source = Path(args.photos).resolve()
     data = report(args.model, photos, f"{source.parent.name}/{source.name}", args.requests, settings)
     target = Path(args.json) if args.json else Path(args.weights) / SERVE_LOAD_FILE
+    if args.append and target.is_file():
+        data["settings"] = load_report(target)["settings"] + settings
     write_report(target, data)
     if not args.url:
         print(serve_table(data))
