@@ -109,6 +109,19 @@ def test_concurrent_requests_share_network_calls(endpoint):
     assert len({r["width"] for r in results}) == 1  # every answer is for a photo of that size
 
 
+def test_the_load_test_counts_what_its_clients_saw(endpoint):
+    from segdemo.serve_load import run_level
+
+    url, _ = endpoint
+    result = run_level(ServeClient(url), "unet", [photo(i) for i in range(3)], clients=4,
+                       requests=10)
+    assert (result["ok"], result["errors"], result["requests"]) == (10, 0, 10)
+    assert result["photos_per_s"] > 0 and 1 <= result["mean_batch"] <= result["largest_batch_seen"]
+    assert result["latency_ms"]["p50"] >= result["in_replica_ms"]["p50"] > 0
+    wrong = run_level(ServeClient(url), "nope", [photo(0)], clients=2, requests=3)
+    assert (wrong["ok"], wrong["errors"]) == (0, 3) and "unknown model" in wrong["error_examples"][0]
+
+
 def test_bad_input_gets_4xx_with_the_reason(endpoint):
     url, _ = endpoint
     cases = [("/v1/models/nope:segment", photo(0), 404, "unknown model 'nope'; served: unet"),
