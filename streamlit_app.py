@@ -1,4 +1,5 @@
-"""SegDemo dashboard: `streamlit run streamlit_app.py [-- --data PATH --format oxford]`.
+"""SegDemo dashboard: `streamlit run streamlit_app.py [-- --data PATH --format oxford]
+[--serve-url URL]`.
 
 Layout and widgets only; what is shown comes from `segdemo.dashboard`, `segdemo.plots`,
 `segdemo.cutout` and `segdemo.batch_export`. Each photo gets one row per model: input | mask |
@@ -12,6 +13,12 @@ switching tabs or toggling the legend or the cut-out re-runs no inference, and s
 the ensemble back finds the earlier results. Full-resolution masks, overlays and cut-outs are made
 only when downloaded. TensorFlow is imported only by the model loader, in the background (the
 default model starts loading at the first page view), so the first page does not wait for it.
+
+With `--serve-url` (or SEGDEMO_SERVE_URL) the rows' inference goes to a `python -m segdemo serve`
+endpoint instead, through `segdemo.serve_client.RemotePredictor`: the same `Predictor` interface
+and the same cached `ShownPrediction`s, so the page is unchanged; no model and no TensorFlow are
+loaded here (the Video tab still runs its models in this process, and the ensemble row, which
+averages models' probabilities in process, is off).
 """
 from __future__ import annotations
 
@@ -53,6 +60,8 @@ PHOTO_BYTES = 320 * 2**20   # decoded photos (full resolution, for inference and
 FIGURE_BYTES = 64 * 2**20   # the rows' mask figures (~0.2 MB each: probabilities + small images)
 WAIT_POLL_S = 0.25          # how often a waiting page updates its queue line
 WARM_UP_DELAY_S = 3.0       # after the first page view, before the default model starts loading
+REMOTE_ENSEMBLE = ("The ensemble row averages the models' probabilities in this process; with "
+                   "--serve-url, inference runs on the serve endpoint.")
 # A model's load, in order, for its progress bar (the first load starts TensorFlow).
 LOAD_STAGES = ("starting TensorFlow", "reading the weights", "preparing the network (first run)")
 TTA_HELP = ("Averages each photo's class probabilities with those of its mirror image, at twice "
@@ -82,20 +91,38 @@ LOG = logging.getLogger("segdemo.app")
 # ----------------------------------------------------------------------------- cached resources
 
 
-@st.cache_resource(show_spinner=False)
 def server() -> SimpleNamespace:
+    """The process's serving state for where inference runs (see `serving_state`)."""
+    return serving_state(CONFIG.serve_url)
+
+
+@st.cache_resource(show_spinner=False)
+def serving_state(serve_url: str | None) -> SimpleNamespace:
     """The process's serving state, shared by every session: a queue per model and setting
-    (`pool`), finished results (`results`) and decoded photos (`photos`), both bounded in bytes,
-    the rows' mask figures (`figures`: building one costs ~70 ms, a rerun with many rows would
+    (`pool`; with `serve_url`, a client of that endpoint per model and setting, and `local_pool`
+    for the Video tab, else the same pool), finished results (`results`) and decoded photos
+    (`photos`), both bounded in bytes, the rows' mask figures (`figures`: building one costs ~70 ms, a rerun with many rows would
     pay it for each), what TensorFlow runs on once the first model has loaded (`info`), the stage
     each loading model has reached (`stages`), and whether `warm_up` has run."""
     state = SimpleNamespace(
         results=batching.ResultStore(RESULT_BYTES), photos=batching.ByteLRU(PHOTO_BYTES),
         figures=batching.ByteLRU(FIGURE_BYTES, size_of=plots.figure_bytes), info={}, stages={},
         warm_up_started=False)
-    state.pool = batching.PredictorPool(partial(_load_predictor,
-                                                batching.ComputeSlots(COMPUTE_SLOTS), state))
+    state.local_pool = batching.PredictorPool(partial(_load_predictor,
+                                                      batching.ComputeSlots(COMPUTE_SLOTS), state))
+    state.pool = (batching.PredictorPool(partial(_remote_predictor, serve_url)) if serve_url
+                  else state.local_pool)
     return state
+
+
+def _remote_predictor(url: str, source: Path | db.Variant):
+    """Runs in a loader thread: a client of the endpoint for one model (with its TTA); the
+    endpoint holds the network and batches across every client."""
+    from segdemo.serve_client import remote_predictor
+
+    model, tta = (source.name, "none") if isinstance(source, Path) else (source.entry.id,
+                                                                           source.tta)
+    return remote_predictor(url, model, tta, db.DISPLAY_SIDE)
 
 
 def _load_predictor(slots: batching.ComputeSlots, state: SimpleNamespace,
@@ -144,8 +171,34 @@ def _source(row: db.Variant) -> Path | db.Variant:
 
 
 def device() -> str:
-    """Known once TensorFlow has started (in the background): the first page does not wait."""
+    """Where inference runs: the serve endpoint, or this process's device, known once TensorFlow
+    has started (in the background: the first page does not wait)."""
+    if CONFIG.serve_url:
+        return f"Ray Serve at {CONFIG.serve_url}"
     return server().info.get("device", "… (TensorFlow is starting)")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def served_models(url: str) -> tuple[list[str], str | None]:
+    """(model ids the endpoint serves, why they could not be listed), asked at most every 30 s."""
+    from segdemo.serve_client import ServeClient, ServeRequestError
+
+    try:
+        return sorted(ServeClient(url).models()), None
+    except ServeRequestError as exc:
+        return [], str(exc)
+
+
+def mark_unserved(entries: list[db.ModelEntry], sb) -> None:
+    """Models the endpoint does not serve cannot be chosen; an endpoint that cannot be reached is
+    named in the sidebar (each row then says so too)."""
+    served, problem = served_models(CONFIG.serve_url)
+    if problem:
+        sb.error(db.plain(problem))
+        return
+    for e in entries:
+        if e.ready and e.id not in served:
+            e.problem = f"unavailable: not served by {CONFIG.serve_url}."
 
 
 def decode(data: bytes, name: str) -> db.InputImage:
@@ -327,7 +380,9 @@ def sidebar(entries: list[db.ModelEntry]) -> tuple[list[db.ModelEntry], list[db.
     help icon."""
     sb = st.sidebar
     sb.title("SegDemo")
-    sb.caption(f"Running on **{device()}**")
+    sb.caption(f"Running on **{db.plain(device())}**")
+    if CONFIG.serve_url:
+        mark_unserved(entries, sb)
     sb.subheader("Models")
     first_ready = next((e.id for e in entries if e.ready), None)
     chosen = []
@@ -341,7 +396,7 @@ def sidebar(entries: list[db.ModelEntry]) -> tuple[list[db.ModelEntry], list[db.
     tta = "none"
     if "flip" in TTA_MODES and sb.toggle("Flip TTA (mirror average)", key="tta", help=TTA_HELP):
         tta = "flip"
-    problem = db.ensemble_problem(chosen)
+    problem = REMOTE_ENSEMBLE if CONFIG.serve_url else db.ensemble_problem(chosen)
     ensemble = sb.toggle("Ensemble row", key="ensemble", disabled=problem is not None,
                          help=ENSEMBLE_HELP if problem is None else f"{problem} {ENSEMBLE_HELP}")
     sb.subheader("Image")
@@ -370,7 +425,7 @@ def sidebar(entries: list[db.ModelEntry]) -> tuple[list[db.ModelEntry], list[db.
               help="Highest class probability per pixel: dark = unsure, yellow = sure.")
     sb.caption(f"Models from {db.plain(CONFIG.weights_dir)}"
                + (f" · dataset {db.plain(CONFIG.data_dir)}" if CONFIG.data_dir else ""))
-    return chosen, db.variants(chosen, tta, ensemble), inputs
+    return chosen, db.variants(chosen, tta, ensemble and problem is None), inputs
 
 
 def _model_help(entry: db.ModelEntry) -> str:
@@ -799,7 +854,7 @@ def main() -> None:
             evaluation_tab(chosen)
     if video.open:
         with video:
-            app_video.render(chosen, server().pool)
+            app_video.render(chosen, server().local_pool)
 
 
 main()

@@ -3,8 +3,9 @@
 Each block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->` and is replaced by
 `python -m segdemo results` (NAME = results), `results --probe` (probe, from <model>/probe.json),
 `results --recipes` (recipes, from the cards), `results --video` (video, from
-weights/video_benchmark.json), `results --speed` (speed, from weights/benchmark.json) or
-`results --robustness` (robustness, from weights/robustness.json).
+weights/video_benchmark.json), `results --speed` (speed, from weights/benchmark.json),
+`results --robustness` (robustness, from weights/robustness.json) or `results --serve` (serve,
+from weights/serve_loadtest.json).
 A block whose JSON is missing is left as it is.
 
     python scripts/update_readme.py
@@ -19,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = {"results": [], "probe": ["--probe"], "recipes": ["--recipes"], "speed": ["--speed"],
-          "video": ["--video"], "robustness": ["--robustness"]}
+          "video": ["--video"], "robustness": ["--robustness"], "serve": ["--serve"]}
 
 
 def main() -> int:

@@ -51,11 +51,12 @@ class BatchExport:
 
     def add(self, photo: str, model: str, image: Image.Image, mask: np.ndarray,
             probabilities: np.ndarray, classes: Sequence[ClassInfo], timing: Timing,
-            folder: str = "", tta: str = "none") -> list[str]:
+            folder: str = "", tta: str = "none", stem: str | None = None) -> list[str]:
         """Write `image`'s mask (full resolution, class indices), overlay and cut-out (none when
-        the classes have no background); returns the names written."""
+        the classes have no background); returns the names written. `stem` names the files when
+        the caller made the names unique itself (`unique_stems`: several exports, one folder)."""
         prefix = f"{folder}/" if folder else ""
-        stem = self._unique(folder, Path(photo).stem or "image")
+        stem = stem or self._unique(folder, photo_stem(photo))
         files = {f"{prefix}{stem}_mask.png": mask_png(mask, classes),
                  f"{prefix}{stem}_overlay.png": png_bytes(overlay(image, mask, classes,
                                                                   self.opacity))}
@@ -93,6 +94,17 @@ class BatchExport:
             candidate = f"{stem}-{n}"
         self._stems.add((folder, candidate))
         return candidate
+
+
+def photo_stem(photo: str) -> str:
+    return Path(photo).stem or "image"
+
+
+def unique_stems(photos: Sequence[str]) -> list[str]:
+    """The stems one `BatchExport` would give `photos` in this order, for exports that write into
+    one folder from several processes (Ray Data actors)."""
+    names = BatchExport(lambda name, data: None)
+    return [names._unique("", photo_stem(p)) for p in photos]
 
 
 def folder_writer(out: Path) -> Write:

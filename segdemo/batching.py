@@ -231,7 +231,7 @@ class BatchingPredictor:
     def _serve(self, batch: list[_Request]) -> None:
         with self._slots:
             start = time.perf_counter()
-            outcomes = self._network([r.image for r in batch])
+            outcomes = predict_isolated(self.segmenter, [r.image for r in batch])
         self.batches.append(len(batch))
         for request, (output, error, seconds, size) in zip(batch, outcomes):
             if error is None and self._finish is not None:
@@ -244,26 +244,31 @@ class BatchingPredictor:
             else:
                 request.future.set_result(Timed(output, start - request.submitted, seconds, size))
 
-    def _network(self, images: list[Image.Image]) -> list[tuple[Any, Exception | None, float, int]]:
-        """(output, error, network seconds, batch size) per photo."""
-        start = time.perf_counter()
-        try:
-            outputs = self.segmenter.predict_batch(images)
-        except Exception as exc:  # noqa: BLE001 - find the photo that failed, serve the others
-            if len(images) == 1:
-                return [(None, exc, time.perf_counter() - start, 1)]
-            LOG.info("a batch of %d failed; retrying one photo at a time", len(images))
-            return [self._single(image) for image in images]
-        seconds = time.perf_counter() - start
-        return [(output, None, seconds, len(images)) for output in outputs]
 
-    def _single(self, image: Image.Image) -> tuple[Any, Exception | None, float, int]:
-        start = time.perf_counter()
-        try:
-            output = self.segmenter.predict_batch([image])[0]
-            return output, None, time.perf_counter() - start, 1
-        except Exception as exc:  # noqa: BLE001 - handed to this photo's caller
-            return None, exc, time.perf_counter() - start, 1
+Outcome = tuple[Any, Exception | None, float, int]  # (output, error, network seconds, batch size)
+
+
+def predict_isolated(segmenter: BatchSegmenter, images: Sequence[Image.Image]) -> list[Outcome]:
+    """One `predict_batch` call for `images`; if it fails, the photos one at a time, so that only
+    the photo that made it fail gets an error. Shared by the in-process queue and Ray Serve."""
+    start = time.perf_counter()
+    try:
+        outputs = segmenter.predict_batch(images)
+    except Exception as exc:  # noqa: BLE001 - find the photo that failed, serve the others
+        if len(images) == 1:
+            return [(None, exc, time.perf_counter() - start, 1)]
+        LOG.info("a batch of %d failed; retrying one photo at a time", len(images))
+        return [_single(segmenter, image) for image in images]
+    seconds = time.perf_counter() - start
+    return [(output, None, seconds, len(images)) for output in outputs]
+
+
+def _single(segmenter: BatchSegmenter, image: Image.Image) -> Outcome:
+    start = time.perf_counter()
+    try:
+        return segmenter.predict_batch([image])[0], None, time.perf_counter() - start, 1
+    except Exception as exc:  # noqa: BLE001 - handed to this photo's caller
+        return None, exc, time.perf_counter() - start, 1
 
 
 def chain(loading: Future, send: Callable[[Any], PredictionFuture]) -> PredictionFuture:

@@ -1,4 +1,4 @@
-"""`python -m segdemo train|evaluate|predict|architectures`: the command line over the core.
+"""`python -m segdemo train|evaluate|predict|serve|loadtest|...`: the command line over the core.
 
 Heavy imports (TensorFlow) happen inside the commands so that `--help` answers at once.
 """
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHARED_PHOTOS = WEIGHTS_DIR.parent.parent / "shared" / "data" / "oxford-pets" / "images"
 
 FORMATS = ("oxford", "voc", "folders", "tfds")
 
@@ -131,7 +132,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, metavar="N", help="clips: only the first N frames")
     p.add_argument("--masks", action="store_true",
                    help="clips: also write one mask PNG per frame into <out>/<name>_masks/")
-    p.add_argument("--batch-size", type=int, default=8, help="clips: frames per network call")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="clips: frames per network call; --engine ray: photos per actor call")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: photos through Ray Data, a pool of model actors (clips stay local)")
+    p.add_argument("--actors", type=int, metavar="N",
+                   help="--engine ray: model actors (default: one per core)")
+    p.add_argument("--address", help="--engine ray: the Ray cluster to join (default: a local one)")
+
+    v = sub.add_parser("serve", help="serve the models over HTTP with Ray Serve (batching, "
+                                     "replicas, autoscaling)")
+    v.add_argument("--models", nargs="+", metavar="ID",
+                   help="model ids (default: every usable folder under --weights)")
+    v.add_argument("--weights", default=str(WEIGHTS_DIR), help="folder of model folders")
+    v.add_argument("--replicas", type=int, default=1, help="replicas per model")
+    v.add_argument("--autoscale", type=_range, metavar="MIN,MAX",
+                   help="autoscale each model between MIN and MAX replicas instead")
+    v.add_argument("--max-batch", type=int, default=8, help="photos per network call at most")
+    v.add_argument("--batch-wait-ms", type=float, default=10.0,
+                   help="how long a batch waits for more photos")
+    v.add_argument("--replica-cpus", type=float,
+                   help="CPUs per replica (default: this machine's cores shared by all replicas)")
+    v.add_argument("--max-body-mb", type=float, default=32, help="largest image accepted")
+    v.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (0.0.0.0 exposes the server to the network)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--address", help="the Ray cluster to join (default: start a local one)")
+
+    lt = sub.add_parser("loadtest", help="concurrent HTTP clients against the Ray Serve app: "
+                                         "photos/s, latency, errors, batching gain")
+    lt.add_argument("--model", default="unet_mobilenetv2", help="model id under --weights")
+    lt.add_argument("--weights", default=str(WEIGHTS_DIR), help="folder of model folders")
+    lt.add_argument("--photos", default=str(SHARED_PHOTOS),
+                    help="folder of photos to send (default: the Oxford-IIIT Pet images)")
+    lt.add_argument("--count", type=int, default=64, help="photos read from --photos")
+    lt.add_argument("--clients", type=int, nargs="+", default=[8, 32, 64])
+    lt.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    lt.add_argument("--max-batch", type=int, nargs="+", default=[1, 8])
+    lt.add_argument("--batch-wait-ms", type=float, default=10.0)
+    lt.add_argument("--requests", type=int, default=192, help="photos sent per level")
+    lt.add_argument("--url", help="measure this running endpoint as deployed instead")
+    lt.add_argument("--port", type=int, default=8000)
+    lt.add_argument("--json", help="report (default: <weights>/serve_loadtest.json)")
+    lt.add_argument("--append", action="store_true",
+                    help="add these settings to the report's (same model and photos)")
 
     sub.add_parser("architectures", help="list the registered architectures")
 
@@ -149,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the mIoU under photo shifts from the robustness JSON instead")
     shown.add_argument("--recipes", action="store_true",
                        help="how each model was trained, from its card, instead")
+    shown.add_argument("--serve", action="store_true",
+                       help="the Ray Serve load test from the serve load JSON instead")
     r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json) "
                                   "or robustness JSON for --robustness (default: "
                                   "<weights>/robustness.json)")
@@ -256,13 +302,19 @@ def _predict(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}.", file=sys.stderr)
         return 2
-    segmenter = Segmenter.load(args.model, tta=args.tta)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths, problems = expand_inputs(args.images, accept=lambda p: is_image_file(p) or is_video(p))
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     failures = len(problems)
+    if args.engine == "ray":
+        if any(is_video(p) for p in paths):
+            print("error: --engine ray segments photos; give clips to the local engine.",
+                  file=sys.stderr)
+            return 2
+        return 1 if _predict_ray(args, paths) + failures else 0
+    segmenter = Segmenter.load(args.model, tta=args.tta)
     export = BatchExport(folder_writer(out), args.opacity)
     bar = ProgressBar(len(paths))
     for path in paths:
@@ -315,6 +367,83 @@ def _predict_video(segmenter, path: Path, out: Path, args: argparse.Namespace) -
     print(line + (f"; flicker {result.flicker:.2%}" if result.frames > 1 else ""))
     if result.note:
         print(f"warning: {result.note}", file=sys.stderr)
+
+
+def _range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(",")
+    try:
+        return int(low), int(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX like 1,4, got {text!r}") from None
+
+
+def _predict_ray(args: argparse.Namespace, paths: list[str]) -> int:
+    from segdemo.ray_predict import predict_with_ray
+
+    written, problems = predict_with_ray(args.model, paths, args.out, opacity=args.opacity,
+                                         tta=args.tta, actors=args.actors,
+                                         batch_size=args.batch_size, address=args.address)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(f"{written} photo{'s' if written != 1 else ''} segmented with Ray Data into {args.out}")
+    return len(problems)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import time
+
+    from segdemo.artifacts import check_model_dir
+    from segdemo.serving import ServeError, ServeOptions, start, stop
+
+    weights = Path(args.weights)
+    ids = args.models or sorted(p.name for p in weights.iterdir()
+                                if p.is_dir() and check_model_dir(p) is None)
+    for model_id in ids:
+        if (problem := check_model_dir(weights / model_id)) is not None:
+            raise ServeError(f"cannot serve {model_id}: {problem}")
+    options = ServeOptions({i: weights / i for i in ids}, replicas=args.replicas,
+                           autoscale=args.autoscale, max_batch=args.max_batch,
+                           batch_wait_s=args.batch_wait_ms / 1000, replica_cpus=args.replica_cpus,
+                           max_body_bytes=int(args.max_body_mb * 2**20))
+    options.check()
+    print(f"starting {', '.join(ids)} on Ray Serve (loading the models takes a while)...",
+          flush=True)
+    url = start(options, host=args.host, port=args.port, address=args.address)
+    print(f"serving at {url}: GET {url}/v1/models, POST {url}/v1/models/<id>:segment "
+          "(Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        stop()
+    return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from segdemo.serve_load import (SERVE_LOAD_FILE, load_report, measure, read_photos, report,
+                                    run_loadtest, serve_table, stamp, write_report)
+    from segdemo.serve_client import ServeClient
+
+    photos = read_photos(Path(args.photos), args.count)
+    if args.url:
+        settings = [{"replicas": None, "max_batch": None, "url": args.url, **stamp(),
+                     "levels": measure(ServeClient(args.url), args.model, photos, args.clients,
+                                       args.requests, print)}]
+    else:
+        settings = run_loadtest(Path(args.weights) / args.model, args.model, photos,
+                                levels=args.clients, replicas=args.replicas,
+                                max_batches=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000,
+                                requests=args.requests, port=args.port)
+    source = Path(args.photos).resolve()
+    data = report(args.model, photos, f"{source.parent.name}/{source.name}", args.requests, settings)
+    target = Path(args.json) if args.json else Path(args.weights) / SERVE_LOAD_FILE
+    if args.append and target.is_file():
+        data["settings"] = load_report(target)["settings"] + settings
+    write_report(target, data)
+    if not args.url:
+        print(serve_table(data))
+    print(f"Written to {target}")
+    return 0
 
 
 def _architectures() -> int:
@@ -385,8 +514,12 @@ def _results(args: argparse.Namespace) -> int:
         from segdemo.video import VIDEO_FILE, load_video_report, video_table
 
         print(video_table(load_video_report(args.json or Path(args.weights) / VIDEO_FILE)))
+    elif args.serve:
+        from segdemo.serve_load import SERVE_LOAD_FILE, load_report, serve_table
+
+        print(serve_table(load_report(args.json or Path(args.weights) / SERVE_LOAD_FILE)))
     elif args.json:
-        print("error: --json goes with --speed or --robustness.", file=sys.stderr)
+        print("error: --json goes with --speed, --robustness or --serve.", file=sys.stderr)
         return 2
     else:
         print(report.results_table(args.weights))
@@ -409,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
             return _benchmark(args)
         if args.command == "results":
             return _results(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "loadtest":
+            return _loadtest(args)
         if args.command == "robustness":
             return _robustness(args)
         return _architectures()

@@ -27,7 +27,7 @@ from segdemo.artifacts import (BENCHMARK_FILE, CARD_FILE, HISTORY_FILE, METRICS_
                                check_model_dir, read_card, read_extra_json, read_optional_json,
                                training_recipe)
 from segdemo.classes import ClassInfo
-from segdemo.images import open_image, resize_nearest
+from segdemo.images import bilinear, open_image, resize_nearest
 from segdemo.models.registry import ARCHITECTURES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -72,15 +72,18 @@ inference_calls = 0
 
 @dataclass(frozen=True)
 class AppConfig:
-    """Where the models and the optional dataset live."""
+    """Where the models and the optional dataset live, and where inference runs (`serve_url`: a
+    `python -m segdemo serve` endpoint; None = in this process)."""
 
     weights_dir: Path
     data_dir: Path | None = None
     data_format: str = "oxford"
+    serve_url: str | None = None
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> AppConfig:
-    """`streamlit run streamlit_app.py -- --data PATH [--format F]`, with env-var fallbacks.
+    """`streamlit run streamlit_app.py -- --data PATH [--format F] [--serve-url URL]`, with
+    env-var fallbacks.
 
     Unknown arguments are ignored (under AppTest, sys.argv is pytest's) and abbreviations are off so
     that none of them is mistaken for ours.
@@ -89,10 +92,12 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> AppConfig:
     parser.add_argument("--data", default=environ.get("SEGDEMO_DATA") or None)
     parser.add_argument("--format", default=environ.get("SEGDEMO_FORMAT") or "oxford")
     parser.add_argument("--weights", default=environ.get("SEGDEMO_WEIGHTS") or None)
+    parser.add_argument("--serve-url", default=environ.get("SEGDEMO_SERVE_URL") or None)
     args, _ = parser.parse_known_args(list(argv))
     weights = Path(args.weights).expanduser() if args.weights else REPO_ROOT / "weights"
     data = Path(args.data).expanduser() if args.data else None
-    return AppConfig(weights, data, args.format)
+    return AppConfig(weights, data, args.format, args.serve_url.rstrip("/") if args.serve_url
+                     else None)
 
 
 def device_label() -> str:
@@ -440,24 +445,6 @@ def display_size(size: tuple[int, int], side: int = DISPLAY_SIDE) -> tuple[int, 
 def shrink(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
     size = display_size(image.size, side)
     return image if size == image.size else image.resize(size, Image.BILINEAR)
-
-
-def bilinear(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """`array` (h, w, ...) resized to shape=(H, W) by bilinear interpolation with half-pixel
-    centres, as `tf.image.resize` does (which makes the full-resolution masks), in float32."""
-    array = np.asarray(array, np.float32)
-
-    def axis(out: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        position = np.clip((np.arange(out) + 0.5) * size / out - 0.5, 0, size - 1)
-        low = np.floor(position).astype(int)
-        return low, np.minimum(low + 1, size - 1), (position - low).astype(np.float32)
-
-    (y0, y1, wy), (x0, x1, wx) = axis(shape[0], array.shape[0]), axis(shape[1], array.shape[1])
-    wx = wx.reshape((1, -1) + (1,) * (array.ndim - 2))
-    wy = wy.reshape((-1, 1) + (1,) * (array.ndim - 2))
-    top = array[y0][:, x0] * (1 - wx) + array[y0][:, x1] * wx
-    bottom = array[y1][:, x0] * (1 - wx) + array[y1][:, x1] * wx
-    return top * (1 - wy) + bottom * wy
 
 
 def probability_grid(probabilities: np.ndarray, size: tuple[int, int],

@@ -131,3 +131,21 @@ def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if array.shape[:2] == (height, width):
         return array
     return np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.NEAREST))
+
+
+def bilinear(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`array` (h, w, ...) resized to shape=(H, W) by bilinear interpolation with half-pixel
+    centres, as `tf.image.resize` does (which makes the full-resolution masks), in float32."""
+    array = np.asarray(array, np.float32)
+
+    def axis(out: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        position = np.clip((np.arange(out) + 0.5) * size / out - 0.5, 0, size - 1)
+        low = np.floor(position).astype(int)
+        return low, np.minimum(low + 1, size - 1), (position - low).astype(np.float32)
+
+    (y0, y1, wy), (x0, x1, wx) = axis(shape[0], array.shape[0]), axis(shape[1], array.shape[1])
+    wx = wx.reshape((1, -1) + (1,) * (array.ndim - 2))
+    wy = wy.reshape((-1, 1) + (1,) * (array.ndim - 2))
+    top = array[y0][:, x0] * (1 - wx) + array[y0][:, x1] * wx
+    bottom = array[y1][:, x0] * (1 - wx) + array[y1][:, x1] * wx
+    return top * (1 - wy) + bottom * wy

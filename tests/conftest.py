@@ -39,3 +39,19 @@ def tiny_benchmark(tiny_benchmark_weights) -> dict:
     from segdemo.benchmark import run_benchmark
 
     return run_benchmark(weights_dir=tiny_benchmark_weights, **BENCH_FAST)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray cluster of 2 CPUs on 127.0.0.1 for the serving and Ray Data tests (no dashboard,
+    no usage statistics), shut down after the session; the tests skip, saying why, where Ray is not
+    installed or cannot start."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (requirements.txt: ray[serve,data])")
+    from segdemo.ray_cluster import RayClusterError, connect
+
+    try:
+        connect(num_cpus=2)
+    except RayClusterError as exc:
+        pytest.skip(f"Ray cannot start here: {exc}")
+    yield ray
+    ray.shutdown()
