@@ -50,6 +50,7 @@ from PIL import Image
 
 from segdemo.errors import SegDemoError
 from segdemo.artifacts import BENCHMARK_FILE, WEIGHTS_FILE, check_model_dir, read_card, write_json
+from segdemo.images import synthetic_photo
 
 PHOTO_SIZE = (500, 375)  # (width, height), a typical Oxford-IIIT Pet photo
 LARGE_SIZES = {"0.3": (640, 480), "3": (2000, 1500), "12": (4000, 3000)}  # megapixels -> (w, h)
@@ -124,17 +125,6 @@ def _load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         return None
-
-
-def synthetic_photo(width: int, height: int, seed: int = 0) -> Image.Image:
-    """A photo-like RGB image (smooth shapes and gradients plus noise, not pure noise), cheap to
-    make at 12 megapixels."""
-    rng = np.random.default_rng(seed)
-    small_w, small_h = max(2, width // 50), max(2, height // 50)
-    coarse = rng.integers(0, 256, (small_h, small_w, 3), dtype=np.uint8)
-    image = Image.fromarray(coarse).resize((width, height), Image.BILINEAR)
-    noise = Image.effect_noise((width, height), 24).convert("RGB")
-    return Image.blend(image, noise, 0.15)
 
 
 # --- which models -------------------------------------------------------------------------------
@@ -226,16 +216,14 @@ def _stages(segmenter, image: Image.Image, runs: int) -> dict:
         t1 = time.perf_counter()
         probs = segmenter.input_probabilities(x[None])[0]
         t2 = time.perf_counter()
-        mask, confidence = segmenter._to_original(probs, tf.constant([height, width], tf.int32))
-        mask = mask.numpy()
-        confidence.numpy()
+        mask = segmenter.full_labels(probs, (width, height))
         t3 = time.perf_counter()
         colorize(mask, segmenter.classes)
         t4 = time.perf_counter()
         for key, value in (("downscale", t1 - t0), ("network", t2 - t1), ("resize_back", t3 - t2),
                            ("colorize", t4 - t3), ("total", t4 - t0)):
             parts[key].append(value * 1000)
-        del mask, confidence, probs
+        del mask, probs
     return {f"{k}_ms": round(_percentile(v, 50), 2) for k, v in parts.items()}
 
 
@@ -372,8 +360,10 @@ def candidates(folder: Path, *, runs: int = 30, warmup: int = 5, batch_runs: int
         f"{k} {v['images_per_s']:.1f}" for k, v in out["network_batch16"].items()))
 
     def tf_float(probs, size):
-        mask, conf = plain._to_original(probs, tf.constant(size, tf.int32))
-        return mask.numpy(), conf.numpy()
+        return exact_labels(probs, size), None
+
+    def edge_band(probs, size):
+        return bilinear_labels(probs, size), None
 
     def pil_channels(probs, size, quantise):
         height, width = size
@@ -388,7 +378,7 @@ def candidates(folder: Path, *, runs: int = 30, warmup: int = 5, batch_runs: int
         small = Image.fromarray(probs.argmax(-1).astype(np.uint8))
         return np.asarray(small.resize((width, height), Image.NEAREST)), None
 
-    variants = {"tf_float32": tf_float,
+    variants = {"tf_float32": tf_float, "edge_band": edge_band,
                 "pil_float32": lambda p, s: pil_channels(p, s, False),
                 "pil_uint8": lambda p, s: pil_channels(p, s, True),
                 "argmax_then_nearest": nearest}

@@ -160,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time the video path instead (frames/s, flicker with and without "
                         "smoothing) into <weights>/video_benchmark.json")
 
+    x = sub.add_parser("export", help="convert a model folder to SavedModel, TFLite or ONNX, "
+                                      "checked against the Keras model")
+    x.add_argument("--model", required=True, help="trained model folder")
+    x.add_argument("--format", required=True, choices=("saved_model", "tflite", "onnx"),
+                   help="saved_model: TF Serving / Triton; tflite: LiteRT (phones, edge); "
+                        "onnx: ONNX Runtime and other engines")
+    x.add_argument("--quantize", choices=("float16", "int8"),
+                   help="tflite: float16 or int8; onnx: int8 (static, calibrated on --data's "
+                        "training photos)")
+    x.add_argument("--out", help="output folder (default: exports/<id>/<format>[-<quantize>])")
+    x.add_argument("--data", help="dataset folder: int8 calibration and the test split the "
+                                  "export is checked on (default: the card's, when present)")
+    x.add_argument("--limit", type=int, help="check on the test split's first N photos only")
+
     o = sub.add_parser("robustness",
                        help="score the models on the test split under photo shifts users bring")
     o.add_argument("--weights", help="folder of model folders (default: <repo>/weights)")
@@ -344,6 +358,13 @@ def _benchmark_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from segdemo.export import export_model
+
+    export_model(args.model, args.format, args.quantize, args.out, args.data, args.limit)
+    return 0  # a float32 export that disagrees raises ExportError (exit 2)
+
+
 def _robustness(args: argparse.Namespace) -> int:
     from segdemo.report import robustness_table
     from segdemo.robustness import run_robustness
@@ -398,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             return _results(args)
         if args.command == "robustness":
             return _robustness(args)
+        if args.command == "export":
+            return _export(args)
         return _architectures()
     except SegDemoError as exc:
         print(f"error: {exc}", file=sys.stderr)
