@@ -159,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--video", action="store_true",
                    help="time the video path instead (frames/s, flicker with and without "
                         "smoothing) into <weights>/video_benchmark.json")
+    b.add_argument("--runtimes", nargs="+", metavar="NAME",
+                   help="runtime variants to time (default: all that run here: tf onnx litert "
+                        "litert-float16 onnx-int8 litert-int8)")
+    b.add_argument("--fidelity", action="store_true",
+                   help="instead of timing: score each runtime variant against the Keras model "
+                        "on the test split into weights/<id>/runtime.json (run before timing)")
+    b.add_argument("--data", help="--fidelity: dataset folder (default: the card's)")
+    b.add_argument("--limit", type=int, help="--fidelity: only the test split's first N photos")
 
     x = sub.add_parser("export", help="convert a model folder to SavedModel, TFLite or ONNX, "
                                       "checked against the Keras model")
@@ -333,9 +341,14 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     if args.video:
         return _benchmark_video(args)
+    if args.fidelity:
+        from segdemo.benchmark import run_fidelity
+
+        run_fidelity(args.models, args.weights, args.data, args.limit)
+        return 0
     report = run_benchmark(args.models, args.weights, args.untrained, args.json,
                            runs=args.runs, warmup=args.warmup, train_steps=args.train_steps,
-                           with_candidates=not args.no_candidates)
+                           with_candidates=not args.no_candidates, runtimes=args.runtimes)
     print(format_report(report))
     return 0
 
