@@ -117,7 +117,6 @@ def _runner(runtime: "str | Runner", model, card: dict, jit_compile: bool,
         return runtimes.TFRunner(model, card, jit_compile), f"{name} failed ({exc}); TensorFlow"
 
 
-
 class Segmenter:
     """A loaded model plus everything needed to apply it to user images."""
 

@@ -52,24 +52,7 @@ def converted_files_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny U-Net (transposed convolutions, as the shipped U-Nets) with sharpened logits, so
-    that its classes do not tie everywhere as an untrained net's do."""
-    import keras
+    """A tiny U-Net model folder with sharpened logits (fixtures.write_tiny_unet)."""
+    from fixtures import write_tiny_unet
 
-    from fixtures import BENCH_OPTIONS
-    from segdemo.artifacts import write_json
-    from segdemo.classes import PET_CLASSES
-    from segdemo.models import build_model
-
-    folder = tmp_path_factory.mktemp("tiny") / "unet"
-    folder.mkdir()
-    keras.utils.set_random_seed(0)
-    model = build_model("unet", 3, (32, 32), **BENCH_OPTIONS)
-    classifier = [layer for layer in model.layers if layer.weights][-1]
-    classifier.set_weights([w * 50 for w in classifier.get_weights()])
-    model.save_weights(folder / "model.weights.h5")
-    write_json(folder / "card.json", {
-        "id": "unet", "title": "U-Net", "classes": [c.to_json() for c in PET_CLASSES],
-        "input_size": [32, 32], "preprocessing": "unit", "options": BENCH_OPTIONS,
-    })
-    return folder
+    return write_tiny_unet(tmp_path_factory.mktemp("tiny") / "unet")
