@@ -19,9 +19,9 @@ edges (a few % of a 12 MP photo). The arithmetic follows TF's (x first, then y, 
 labels match `exact_labels` except at float-rounding ties (0 changed pixels on the shipped models'
 photos; `benchmark` reports the share). Measured at 12 MP on 2 cores (README speed section,
 `edge_band` vs `tf_float32`): 9.7 ms against 62.8 ms for the exact path, in one quiet run.
-Other options the issue listed were measured worse: resizing uint8-quantised probabilities or argmax-then-nearest change labels along every
-edge (see the benchmark's resize candidates), resizing at an intermediate scale changes the
-edge band too, and all of them still touch every pixel in float.
+Other options: resizing uint8-quantised probabilities (slower) and argmax-then-nearest (changes
+labels along every edge) are measured among the benchmark's resize candidates; an intermediate
+scale was not measured: it would change the labels in the edge band, which this keeps exact.
 """
 from __future__ import annotations
 
