@@ -215,6 +215,28 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--video", action="store_true",
                    help="time the video path instead (frames/s, flicker with and without "
                         "smoothing) into <weights>/video_benchmark.json")
+    b.add_argument("--runtimes", nargs="+", metavar="NAME",
+                   help="runtime variants to time (default: all that run here: tf onnx litert "
+                        "litert-float16 onnx-int8 litert-int8)")
+    b.add_argument("--fidelity", action="store_true",
+                   help="instead of timing: score each runtime variant against the Keras model "
+                        "on the test split into weights/<id>/runtime.json (run before timing)")
+    b.add_argument("--data", help="--fidelity: dataset folder (default: the card's)")
+    b.add_argument("--limit", type=int, help="--fidelity: only the test split's first N photos")
+
+    x = sub.add_parser("export", help="convert a model folder to SavedModel, TFLite or ONNX, "
+                                      "checked against the Keras model")
+    x.add_argument("--model", required=True, help="trained model folder")
+    x.add_argument("--format", required=True, choices=("saved_model", "tflite", "onnx"),
+                   help="saved_model: TF Serving / Triton; tflite: LiteRT (phones, edge); "
+                        "onnx: ONNX Runtime and other engines")
+    x.add_argument("--quantize", choices=("float16", "int8"),
+                   help="tflite: float16 or int8; onnx: int8 (static, calibrated on --data's "
+                        "training photos)")
+    x.add_argument("--out", help="output folder (default: exports/<id>/<format>[-<quantize>])")
+    x.add_argument("--data", help="dataset folder: int8 calibration and the test split the "
+                                  "export is checked on (default: the card's, when present)")
+    x.add_argument("--limit", type=int, help="check on the test split's first N photos only")
 
     o = sub.add_parser("robustness",
                        help="score the models on the test split under photo shifts users bring")
@@ -459,9 +481,14 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     if args.video:
         return _benchmark_video(args)
+    if args.fidelity:
+        from segdemo.benchmark import run_fidelity
+
+        run_fidelity(args.models, args.weights, args.data, args.limit)
+        return 0
     report = run_benchmark(args.models, args.weights, args.untrained, args.json,
                            runs=args.runs, warmup=args.warmup, train_steps=args.train_steps,
-                           with_candidates=not args.no_candidates)
+                           with_candidates=not args.no_candidates, runtimes=args.runtimes)
     print(format_report(report))
     return 0
 
@@ -482,6 +509,13 @@ def _benchmark_video(args: argparse.Namespace) -> int:
     print(video_table(report))
     print(f"Written to {target}")
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from segdemo.export import export_model
+
+    export_model(args.model, args.format, args.quantize, args.out, args.data, args.limit)
+    return 0  # a float32 export that disagrees raises ExportError (exit 2)
 
 
 def _robustness(args: argparse.Namespace) -> int:
@@ -548,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
             return _loadtest(args)
         if args.command == "robustness":
             return _robustness(args)
+        if args.command == "export":
+            return _export(args)
         return _architectures()
     except SegDemoError as exc:
         print(f"error: {exc}", file=sys.stderr)

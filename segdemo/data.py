@@ -464,6 +464,17 @@ def load_dataset(path: str | Path | None, format: str = "oxford", *,
     return dataset
 
 
+def dataset_for_card(card: dict, data: str | None, format: str | None = None) -> Dataset:
+    """The dataset at `data`, read with the classes and split settings (seed, fractions) the model
+    of `card` was trained with, so that its test split is the one it never saw."""
+    config = card.get("config", {})
+    return load_dataset(data, format or card.get("dataset", {}).get("format", "oxford"),
+                        classes=config.get("classes"), seed=config.get("seed", 0),
+                        val_fraction=config.get("val_fraction", 0.1),
+                        test_fraction=config.get("test_fraction", 0.2),
+                        holdout_minor_breeds=config.get("holdout_minor_breeds", False))
+
+
 # ----------------------------------------------------------------------------- tf.data pipeline
 
 

@@ -55,7 +55,8 @@ class Ensemble:
                 probs = tf.image.resize(probs, self.input_size, method="bilinear").numpy()
             total = probs if total is None else total + probs
         average = total / len(self.members)
-        results = [Prediction(*self._largest.full_mask(p, size), p)
+        results = [Prediction(self._largest.full_labels(p, size), None, p,
+                              resolve_confidence=self._largest.confidence)
                    for p, size in zip(average, sizes)]
         for result in results:
             result.seconds = (time.perf_counter() - start) / len(results)

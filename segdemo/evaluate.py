@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from segdemo.data import Dataset, load_dataset
+from segdemo.data import Dataset, dataset_for_card  # noqa: F401 (the CLI and robustness import it from here)
 from segdemo.images import resize_nearest
 from segdemo.inference import Segmenter
 from segdemo.metrics import (BOUNDARY_TOLERANCE, boundary_scores, boundary_tolerance_px,
@@ -104,14 +104,3 @@ def format_table(metrics: dict) -> str:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def dataset_for_card(card: dict, data: str | None, format: str | None = None) -> Dataset:
-    """The dataset at `data`, read with the classes and split settings (seed, fractions) the model
-    of `card` was trained with, so that its test split is the one it never saw."""
-    config = card.get("config", {})
-    return load_dataset(data, format or card.get("dataset", {}).get("format", "oxford"),
-                        classes=config.get("classes"), seed=config.get("seed", 0),
-                        val_fraction=config.get("val_fraction", 0.1),
-                        test_fraction=config.get("test_fraction", 0.2),
-                        holdout_minor_breeds=config.get("holdout_minor_breeds", False))

@@ -149,3 +149,21 @@ def bilinear(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     top = array[y0][:, x0] * (1 - wx) + array[y0][:, x1] * wx
     bottom = array[y1][:, x0] * (1 - wx) + array[y1][:, x1] * wx
     return top * (1 - wy) + bottom * wy
+
+
+def synthetic_photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A photo-like RGB image (smooth shapes and gradients plus noise, not pure noise), cheap to
+    make at 12 megapixels."""
+    rng = np.random.default_rng(seed)
+    small_w, small_h = max(2, width // 50), max(2, height // 50)
+    coarse = rng.integers(0, 256, (small_h, small_w, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((width, height), Image.BILINEAR)
+    noise = Image.effect_noise((width, height), 24).convert("RGB")
+    return Image.blend(image, noise, 0.15)
+
+
+def model_input(image: Image.Image, input_size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB at input_size=(H, W): the photo as every model is fed (PIL bilinear,
+    which averages over the shrunk area)."""
+    height, width = input_size
+    return np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.uint8)

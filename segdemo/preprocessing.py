@@ -41,3 +41,18 @@ def get_preprocessor(name: str) -> Callable[[Any], Any]:
         raise ValueError(
             f"Unknown preprocessing {name!r}; known: {', '.join(sorted(PREPROCESSORS))}."
         ) from None
+
+
+def probabilities_function(model, card: dict) -> Callable[[Any], Any]:
+    """The graph every runtime runs: a uint8 RGB batch (N, H, W, 3) at the model's input size ->
+    softmax class probabilities (N, H, W, C) in float32, normalisation included. The TF path
+    traces it, the SavedModel / TFLite / ONNX exports are converted from it, so all of them feed
+    the network the same way."""
+    import tensorflow as tf
+
+    preprocess = get_preprocessor(card["preprocessing"])
+
+    def probabilities(batch):
+        logits = model(preprocess(tf.cast(batch, tf.float32)), training=False)
+        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    return probabilities

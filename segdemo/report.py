@@ -168,6 +168,39 @@ def _large_table(report: dict) -> str | None:
     return _table(header, rows)
 
 
+def _runtime_table(report: dict) -> str | None:
+    """Per model and runtime variant: end-to-end p50 (multiple of the FLOP limit) and the masks'
+    agreement with the Keras model; the chosen runtime in bold. None without runtime figures."""
+    models = {k: m for k, m in report["models"].items() if m.get("runtimes")}
+    if not models:
+        return None
+    names = list(dict.fromkeys(n for m in models.values() for n in m["runtimes"]))
+    rows = []
+    for model_id, m in models.items():
+        cells = []
+        for name in names:
+            row = m["runtimes"].get(name)
+            if row is None:
+                cells.append("n/a")
+                continue
+            agreement = row.get("agreement")
+            cell = (f"{_num(row.get('p50_ms'), '.1f')} ({_num(row.get('flop_multiple'), '.1f')}x)"
+                    + ("" if agreement is None else f", {agreement:.2%}"))
+            delta = row.get("delta_miou")
+            if name != "tf" and delta is not None:
+                cell += f", ΔmIoU {delta:+.3f}"
+            cells.append(f"**{cell}**" if name == m.get("runtime") else cell)
+        rows.append([_model_name(model_id, m), _num(m.get("gflop"), ".2f"),
+                     _num(m.get("flop_limit_ms"), ".1f"), *cells])
+    gflops = report.get("matmul_gflops")
+    return ("Runtimes, end to end on the same photo: p50 ms (multiple of the FLOP limit), share of "
+            "mask pixels agreeing with the Keras model on the test split, mIoU change; **bold** "
+            "is the runtime `auto` picks (fastest with >= 99.5 % agreement and |ΔmIoU| < 0.005). "
+            "FLOP limit = GFLOP at this machine's float32 matmul speed"
+            + (f" ({gflops:.0f} GFLOP/s)" if gflops else "") + ":\n\n"
+            + _table(["model", "GFLOP", "FLOP limit ms", *(f"`{n}`" for n in names)], rows))
+
+
 def _candidate_tables(c: dict) -> list[str]:
     """The alternatives the fast path was chosen from: network call and resize back."""
     parts = []
@@ -220,6 +253,9 @@ def speed_tables(report: dict) -> str:
     parts = [(f"One {_size(photo)} photo" if photo else "One photo") + " end to end (decoded image "
              "in, mask and colourised mask out); the seed path is the tutorials' "
              "`model.predict` + argmax + nearest resize:\n\n" + _main_table(report)]
+    runtimes = _runtime_table(report)
+    if runtimes:
+        parts.append(runtimes)
     large = _large_table(report)
     if large:
         parts.append("Larger photos, the whole call and the network alone (its input size is "

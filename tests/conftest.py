@@ -55,3 +55,20 @@ def ray_local():
         pytest.skip(f"Ray cannot start here: {exc}")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def converted_files_cache(tmp_path_factory):
+    """Converted ONNX / TFLite files go to a session folder, never to the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("segdemo-cache")
+        patch.setenv("SEGDEMO_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny U-Net model folder with sharpened logits (fixtures.write_tiny_unet)."""
+    from fixtures import write_tiny_unet
+
+    return write_tiny_unet(tmp_path_factory.mktemp("tiny") / "unet")

@@ -93,3 +93,24 @@ BENCH_OPTIONS = {"base_filters": 4, "depth": 2}
 BENCH_SIZES = {"0.01": (120, 90), "0.05": (260, 195)}
 BENCH_FAST = dict(runs=2, warmup=1, large_runs=1, batch_runs=1, train_steps=1,
                   large_sizes=BENCH_SIZES, log=lambda line: None)
+
+
+def write_tiny_unet(folder: Path, arch: str = "unet", **card: object) -> Path:
+    """A tiny U-Net folder (32x32, transposed convolutions as the shipped U-Nets) with sharpened
+    logits, so that its classes do not tie everywhere as an untrained net's do; `card` adds fields."""
+    import keras
+
+    from segdemo.artifacts import write_json
+    from segdemo.classes import PET_CLASSES
+    from segdemo.models import build_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(0)
+    model = build_model("unet", 3, (32, 32), **BENCH_OPTIONS)
+    classifier = [layer for layer in model.layers if layer.weights][-1]
+    classifier.set_weights([w * 50 for w in classifier.get_weights()])
+    model.save_weights(folder / "model.weights.h5")
+    write_json(folder / "card.json", {
+        "id": arch, "title": "U-Net", "classes": [c.to_json() for c in PET_CLASSES],
+        "input_size": [32, 32], "preprocessing": "unit", "options": BENCH_OPTIONS, **card})
+    return folder

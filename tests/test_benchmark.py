@@ -34,7 +34,23 @@ def test_json_has_the_schema_the_dashboard_reads(tiny_benchmark, tiny_benchmark_
     for stage in m["large"].values():
         for key in ("total_ms", "downscale_ms", "network_ms", "resize_back_ms", "colorize_ms"):
             assert stage[key] >= 0
-    assert written["targets"]["unet"].keys() == {"speedup_at_least_3x"}
+    assert written["targets"]["unet"].keys() == {"speedup_at_least_5x",
+                                                 "chosen_runtime_agrees_99.5%"}
+    assert written["matmul_gflops"] > 0 and m["gflop"] > 0 and m["flop_limit_ms"] > 0
+    assert m["flop_multiple"] == pytest.approx(m["p50_ms"] / m["flop_limit_ms"], rel=0.01)
+
+
+def test_every_runtime_is_timed_and_the_choice_recorded(tiny_benchmark, tiny_benchmark_weights):
+    m = tiny_benchmark["models"]["unet"]
+    assert {"tf", "onnx", "litert", "litert-float16"} <= m["runtimes"].keys()
+    assert "onnx-int8" not in m["runtimes"]  # no dataset on the card: nothing to calibrate on
+    for row in m["runtimes"].values():
+        assert row["p50_ms"] > 0 and row["network_p50_ms"] > 0 and row["flop_multiple"] > 0
+    # no `benchmark --fidelity` ran, so only the reference qualifies
+    assert m["runtime"] == "tf" and m["runtimes"]["onnx"]["faithful"] is None
+    record = json.loads((tiny_benchmark_weights / "unet" / "runtime.json").read_text())
+    assert record["chosen"]["runtime"] == "tf" and record["timings"].keys() == m["runtimes"].keys()
+    assert "end to end p50 ms" in format_report(tiny_benchmark)
 
 
 def test_candidates_cover_the_alternatives(tiny_benchmark):

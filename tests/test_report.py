@@ -162,9 +162,12 @@ def test_results_speed_on_a_real_tiny_benchmark_run(tiny_benchmark, tiny_benchma
             f"{m['seed']['p50_ms']:.1f} | {m['speedup_vs_seed']:.1f}x |") in text
     assert "0.01 MP (120x90): total / network ms" in text
     for name in ("predict", "eager_call", "tf_function", "tf_function_xla", "tf_float32",
-                 "pil_float32", "pil_uint8", "argmax_then_nearest"):
+                 "pil_float32", "pil_uint8", "argmax_then_nearest", "edge_band"):
         assert f"| `{name}` |" in text
-    assert "- `unet`: speedup_at_least_3x" in text and "all models trained" in text
+    assert "- `unet`: speedup_at_least_5x" in text and "all models trained" in text
+    tf_row = m["runtimes"]["tf"]
+    assert f"**{tf_row['p50_ms']:.1f} ({tf_row['flop_multiple']:.1f}x), 100.00%**" in text
+    assert "| model | GFLOP | FLOP limit ms | `tf` | `onnx` |" in text
     assert "fcn8s_vgg16" not in text
 
 

@@ -27,7 +27,6 @@ from segdemo.cli import main as cli
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "streamlit_app.py")
 TIMEOUT_S = 180
-OPTIONS = {"base_filters": 4, "depth": 2}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -87,20 +86,9 @@ def read_clip(path_or_bytes) -> tuple[int, tuple[int, int], Fraction, str, bool]
 
 def write_tiny(folder: Path, arch: str = "unet") -> Path:
     """An untrained tiny U-Net folder with sharpened logits (an untrained net's classes tie)."""
-    import keras
+    from fixtures import write_tiny_unet
 
-    from segdemo.models import build_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(0)
-    model = build_model("unet", 3, (32, 32), **OPTIONS)
-    classifier = [layer for layer in model.layers if layer.weights][-1]
-    classifier.set_weights([w * 50 for w in classifier.get_weights()])
-    model.save_weights(folder / "model.weights.h5")
-    write_json(folder / "card.json", {
-        "id": arch, "title": "U-Net", "classes": [c.to_json() for c in PET_CLASSES],
-        "input_size": [32, 32], "preprocessing": "unit", "options": OPTIONS, "test_miou": 0.5})
-    return folder
+    return write_tiny_unet(folder, arch, test_miou=0.5)
 
 
 @pytest.fixture(scope="module")
