@@ -2,7 +2,8 @@
 
 Each block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->` and is replaced by
 `python -m segdemo results` (NAME = results), `results --probe` (probe, from <model>/probe.json),
-`results --recipes` (recipes, from the cards), `results --video` (video, from
+`results --recipes` (recipes, from the cards), `results --candidates` (candidates, from
+weights/candidates.json), `results --video` (video, from
 weights/video_benchmark.json), `results --speed` (speed, from weights/benchmark.json),
 `results --robustness` (robustness, from weights/robustness.json) or `results --serve` (serve,
 from weights/serve_loadtest.json).
@@ -19,7 +20,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCKS = {"results": [], "probe": ["--probe"], "recipes": ["--recipes"], "speed": ["--speed"],
+BLOCKS = {"results": [], "probe": ["--probe"], "recipes": ["--recipes"],
+          "candidates": ["--candidates"], "speed": ["--speed"],
           "video": ["--video"], "robustness": ["--robustness"], "serve": ["--serve"]}
 
 

@@ -25,6 +25,7 @@ BENCHMARK_FILE = "benchmark.json"  # beside the model folders, written by `segde
 REFERENCE_FILE = "reference_voc.json"  # beside the model folders, written by `evaluate --reference`
 REFERENCE_PROBE_FILE = "reference_voc_probe.json"  # the same on the probe split
 PROBE_FILE = "probe.json"  # in a model folder: `evaluate --split probe` (the minor breeds)
+CANDIDATES_FILE = "candidates.json"  # beside the model folders: scripts/compare_candidates.py
 
 
 class ModelLoadError(SegDemoError, RuntimeError):
@@ -69,12 +70,13 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def read_report(path: str | os.PathLike, kind: str, command: str, keys: tuple[str, ...],
                 error: type[Exception]) -> dict:
-    """A JSON report written by `python -m segdemo <command>` (benchmark, robustness), checked to
-    hold the `keys` objects; `error` with a one-line reason when it is missing or is not one."""
+    """A JSON report written by `command` (`python -m segdemo benchmark`, ...; a bare name means
+    a segdemo subcommand), checked to hold the `keys` objects; `error` with a one-line reason when
+    it is missing or is not one."""
     path = Path(path)
     if not path.is_file():
-        raise error(f"no {kind} JSON at {path}: run `python -m segdemo {command}` first, or pass "
-                    f"--json PATH.")
+        run = command if " " in command else f"python -m segdemo {command}"
+        raise error(f"no {kind} JSON at {path}: run `{run}` first, or pass --json PATH.")
     try:
         report = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -221,7 +223,8 @@ def training_recipe(card: dict) -> str | None:
     if encoder.startswith("none"):
         parts.append("from scratch")
     elif encoder:
-        parts.append(f"encoder: {encoder.split(' from ')[0]}")
+        parts.append(f"encoder: {encoder.split(' from ')[0]}"
+                     + (", its BatchNorm statistics kept" if config.get("freeze_encoder_bn") else ""))
     if config.get("zoom_out"):
         parts.append(f"zoom-out {config['zoom_out']:g}")
     if config.get("copy_paste"):

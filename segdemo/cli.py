@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the mIoU under photo shifts from the robustness JSON instead")
     shown.add_argument("--recipes", action="store_true",
                        help="how each model was trained, from its card, instead")
+    shown.add_argument("--candidates", action="store_true",
+                       help="candidate training runs beside the shipped models, from "
+                            "<weights>/candidates.json, instead")
     shown.add_argument("--serve", action="store_true",
                        help="the Ray Serve load test from the serve load JSON instead")
     r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json) "
@@ -544,6 +547,11 @@ def _results(args: argparse.Namespace) -> int:
         print(report.probe_table(args.weights))
     elif args.recipes:
         print(report.recipes_table(args.weights))
+    elif args.candidates:
+        from segdemo.artifacts import CANDIDATES_FILE
+
+        path = args.json or Path(args.weights) / CANDIDATES_FILE
+        print(report.candidates_table(report.load_candidates(path)))
     elif args.video:
         from segdemo.video import VIDEO_FILE, load_video_report, video_table
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from segdemo.artifacts import (CARD_FILE, METRICS_FILE, PROBE_FILE, REFERENCE_FILE,
                                REFERENCE_PROBE_FILE, read_optional_json, read_report,
                                training_recipe)
+from segdemo.errors import SegDemoError
 from segdemo.reference import REFERENCE_TITLE
 
 
@@ -82,6 +83,33 @@ def probe_table(weights_dir: str | Path) -> str:
                      *_cut_out_scores(probe)[1:], str(probe.get("images", "")), "no"])
     header = ["model", "test mIoU", "test pet-vs-bg IoU", "test boundary F", "probe mIoU",
               "probe pet-vs-bg IoU", "probe boundary F", "probe images", "trained on the probe"]
+    return _table(header, rows)
+
+
+class CandidatesError(SegDemoError, ValueError):
+    """No usable candidates JSON."""
+
+
+def load_candidates(path: str | Path) -> dict:
+    """The JSON written by scripts/compare_candidates.py."""
+    return read_report(path, "candidates", "python scripts/compare_candidates.py", ("runs",),
+                       CandidatesError)
+
+
+def candidates_table(report: dict) -> str:
+    """Markdown table of the candidate runs beside the shipped models (weights/candidates.json,
+    written by scripts/compare_candidates.py)."""
+    rows = []
+    for name, e in report["runs"].items():
+        label = f"`{e['model']}` (shipped)" if e["shipped"] else f"`{name}`"
+        rows.append([label, e.get("recipe") or "", _num(e.get("best_val_miou")),
+                     *(_num(e["test"].get(k)) for k in ("miou", "foreground_iou", "boundary_f")),
+                     *(_num(e["probe"].get(k)) for k in ("miou", "foreground_iou")),
+                     "yes" if e["probe_seen"] else "no",
+                     _num(e.get("shift_mean_miou")), _num(e.get("zoom_out_miou"))])
+    header = ["model", "how it was trained", "best val mIoU", "test mIoU", "test pet-vs-bg IoU",
+              "test boundary F", "probe mIoU", "probe pet-vs-bg IoU", "trained on the probe",
+              "mean mIoU over 8 shifts", "zoom-out mIoU"]
     return _table(header, rows)
 
 

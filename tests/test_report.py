@@ -217,3 +217,20 @@ def test_recipes_table_says_how_each_model_was_trained(tmp_path, capsys):
     assert lines[2] == ("| `unet` | 50 epochs at 160 px; Dice + cross-entropy; from scratch; "
                         "zoom-out 0.3; copy-paste 0.5; distilled from unet_mobilenetv2 (weight "
                         "0.5); minor breeds held out | 0.710 | 40 | 25 min |")
+
+
+def test_candidates_table_shows_each_run_beside_the_shipped_model(tmp_path, capsys):
+    entry = {"model": "unet", "recipe": "16 epochs at 224 px", "best_val_miou": 0.73,
+             "test": {"miou": 0.77, "foreground_iou": 0.88, "boundary_f": 0.74},
+             "probe": {"miou": 0.76, "foreground_iou": 0.87, "boundary_f": None},
+             "shift_mean_miou": 0.732, "zoom_out_miou": 0.706}
+    write_json(tmp_path / "candidates.json", {"runs": {
+        "unet (shipped)": {**entry, "shipped": True, "probe_seen": True},
+        "unet_voc224": {**entry, "shipped": False, "probe_seen": False, "zoom_out_miou": None}}})
+    assert main(["results", "--candidates", "--weights", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2] == ("| `unet` (shipped) | 16 epochs at 224 px | 0.730 | 0.770 | 0.880 | 0.740 "
+                        "| 0.760 | 0.870 | yes | 0.732 | 0.706 |")
+    assert lines[3].startswith("| `unet_voc224` |") and lines[3].endswith("| no | 0.732 | n/a |")
+    assert main(["results", "--candidates", "--weights", str(tmp_path / "none")]) != 0
+    assert "scripts/compare_candidates.py" in capsys.readouterr().err

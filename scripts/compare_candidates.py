@@ -1,0 +1,105 @@
+"""Candidate runs against the shipped model of the same architecture, on what neither trained on.
+
+The shipped models trained on the minor breeds, so the probe split flatters them against a
+candidate that held them out; the comparison that is fair to both is the test split (neither saw
+it) under the robustness shifts (zoom-out above all, every shipped model's worst). For each
+finished run under runs/ (or those named) this scores the test split under every shift once
+(runs/<name>/robustness.json), adds each run and the shipped model beside it to
+weights/candidates.json (runs/ is not committed; this file is, and the README table
+`results --candidates` is made from it) and prints the table.
+
+    python scripts/compare_candidates.py [NAME ...] [--limit N]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from segdemo.artifacts import (CANDIDATES_FILE, CARD_FILE, METRICS_FILE, PROBE_FILE,  # noqa: E402
+                               read_optional_json, training_recipe, write_json)
+from segdemo.report import candidates_table  # noqa: E402
+
+ROBUSTNESS_FILE = "robustness.json"  # in a run folder: {shift: mIoU} on the test split
+
+
+def shift_scores(folder: Path, data: str, limit: int | None) -> dict:
+    """{shift: test mIoU} for the model in `folder`, computed once and kept beside it."""
+    kept = read_optional_json(folder / ROBUSTNESS_FILE)
+    if kept:
+        return kept
+    from segdemo.data import load_dataset
+    from segdemo.inference import Segmenter
+    from segdemo.robustness import robustness
+
+    card = read_optional_json(folder / CARD_FILE)
+    dataset = load_dataset(data, card["dataset"]["format"],
+                           holdout_minor_breeds=card.get("config", {}).get("holdout_minor_breeds",
+                                                                           False))
+    scores = {name: r["miou"] for name, r in
+              robustness(Segmenter.load(folder), dataset, "test", limit=limit).items()}
+    write_json(folder / ROBUSTNESS_FILE, scores)
+    return scores
+
+
+def shipped_shift_scores(weights: Path, model_id: str) -> dict | None:
+    report = read_optional_json(weights / "robustness.json")
+    models = (report or {}).get("models", {})
+    return {k: v["miou"] for k, v in models[model_id].items()} if model_id in models else None
+
+
+def entry(folder: Path, shifts: dict | None, shipped: bool) -> dict:
+    """What the candidates table shows of one model folder."""
+    card = read_optional_json(folder / CARD_FILE) or {}
+    test = (read_optional_json(folder / METRICS_FILE) or {}).get("original_resolution", {})
+    probe = (read_optional_json(folder / PROBE_FILE) or {}).get("original_resolution", {})
+    moved = [v for k, v in (shifts or {}).items() if k != "none" and v is not None]
+    return {
+        "model": card.get("id"), "shipped": shipped, "recipe": training_recipe(card),
+        "best_val_miou": card.get("best_val_miou"),
+        "test": {k: test.get(k) for k in ("miou", "foreground_iou", "boundary_f")},
+        "probe": {k: probe.get(k) for k in ("miou", "foreground_iou", "boundary_f")},
+        "probe_seen": not card.get("config", {}).get("holdout_minor_breeds", False),
+        "shift_mean_miou": sum(moved) / len(moved) if moved else None,
+        "zoom_out_miou": (shifts or {}).get("zoom_out"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="run folders under runs/ (default: all finished)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs")
+    parser.add_argument("--weights", type=Path, default=ROOT / "weights")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "oxford-pets"))
+    parser.add_argument("--limit", type=int, help="score only the test split's first N photos")
+    parser.add_argument("--out", type=Path, default=ROOT / "weights" / CANDIDATES_FILE,
+                        help="the JSON the README's candidates table is made from (runs are "
+                             "added to what it holds)")
+    args = parser.parse_args()
+    folders = [args.runs / n for n in args.names] if args.names else sorted(
+        p for p in args.runs.iterdir() if (p / CARD_FILE).is_file())
+    report = read_optional_json(args.out) or {"runs": {}}
+    for folder in folders:
+        card = read_optional_json(folder / CARD_FILE)
+        if not card:
+            print(f"{folder.name}: not finished (no card.json)", file=sys.stderr)
+            continue
+        model_id = card["id"]
+        if (args.weights / model_id / CARD_FILE).is_file():
+            report["runs"][f"{model_id} (shipped)"] = entry(
+                args.weights / model_id, shipped_shift_scores(args.weights, model_id), True)
+        report["runs"][folder.name] = entry(folder, shift_scores(folder, args.data, args.limit),
+                                            False)
+    report["note"] = ("test split: neither the shipped nor the candidate models trained on it; "
+                      "probe: the minor breeds, which the shipped models trained on and the "
+                      "candidates held out; shifts: the robustness perturbations of the test split")
+    write_json(args.out, report)
+    print(candidates_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
