@@ -38,7 +38,7 @@ ARCH+=(
   [deeplabv3plus_xception_distill224]=deeplabv3plus_xception
 )
 ARGS+=(
-  [unet_distill160]="--img-size 160 --epochs 50 --lr 1e-3 --option base_filters=16 $DISTILL"
+  [unet_distill160]="--img-size 160 --epochs 30 --lr 1e-3 --option base_filters=16 $DISTILL"
   [fcn8s_vgg16_distill224]="--img-size 224 --epochs 30 --lr 3e-4 $DISTILL"
   [deeplabv3plus_xception_distill224]="--img-size 224 --epochs 30 --lr 1e-3 $DISTILL"
 )
