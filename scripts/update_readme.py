@@ -2,7 +2,8 @@
 
 Each block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->` and is replaced by
 `python -m segdemo results` (NAME = results), `results --probe` (probe, from <model>/probe.json), `results --video` (video, from weights/video_benchmark.json), `results --speed` (speed, from
-weights/benchmark.json) or `results --robustness` (robustness, from weights/robustness.json).
+weights/benchmark.json), `results --robustness` (robustness, from weights/robustness.json) or
+`results --load` (load, from weights/loadtest.json, written by scripts/loadtest.py).
 A block whose JSON is missing is left as it is.
 
     python scripts/update_readme.py
@@ -17,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = {"results": [], "probe": ["--probe"], "speed": ["--speed"], "video": ["--video"],
-          "robustness": ["--robustness"]}
+          "robustness": ["--robustness"], "load": ["--load"]}
 
 
 def main() -> int:

@@ -139,9 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="test split beside the probe split (minor breeds) instead")
     shown.add_argument("--robustness", action="store_true",
                        help="the mIoU under photo shifts from the robustness JSON instead")
-    r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json) "
-                                  "or robustness JSON for --robustness (default: "
-                                  "<weights>/robustness.json)")
+    shown.add_argument("--load", action="store_true",
+                       help="the dashboard under load (scripts/loadtest.py) from its JSON instead")
+    r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json), "
+                                  "robustness JSON for --robustness (default: "
+                                  "<weights>/robustness.json), video or load test JSON for "
+                                  "--video / --load")
 
     b = sub.add_parser("benchmark", help="time the models: latency, throughput, memory")
     b.add_argument("--models", nargs="+", metavar="ID",
@@ -372,6 +375,9 @@ def _results(args: argparse.Namespace) -> int:
         from segdemo.video import VIDEO_FILE, load_video_report, video_table
 
         print(video_table(load_video_report(args.json or Path(args.weights) / VIDEO_FILE)))
+    elif args.load:
+        path = args.json or Path(args.weights) / report.LOAD_FILE
+        print(report.load_tables(report.load_loadtest(path)))
     elif args.json:
         print("error: --json goes with --speed or --robustness.", file=sys.stderr)
         return 2
