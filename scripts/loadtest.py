@@ -246,9 +246,14 @@ class Session:
             self.uploads_sent += 1
 
     async def settle(self) -> None:
-        """Wait until the script run is over (no 'Running…' indicator)."""
-        await self.page.wait_for_timeout(300)
-        await self.page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+        """Wait until the page's script run is over: the app root's script state (which the page
+        sets to 'rerunRequested' as soon as a widget changes) back at 'notRunning'. The 'Running…'
+        indicator is no sign: it shows only after a delay. Waiting on it, 2 of 8 sessions on a
+        busy machine set their file during the previous run and never sent it."""
+        await self.page.wait_for_timeout(100)
+        await self.page.wait_for_function(
+            "() => document.querySelector(\"[data-testid='stApp']\")"
+            "?.getAttribute('data-test-script-state') === 'notRunning'")
 
     def overlays(self):
         return self.page.get_by_test_id("stImage").filter(has_text="Overlay").locator("img")
@@ -256,7 +261,12 @@ class Session:
     async def upload(self, photo: Path, expected: int) -> dict:
         """Upload `photo` and wait until `expected` overlays are loaded; seconds to each."""
         start = time.monotonic()
+        sent = self.uploads_sent
         await self.page.locator(UPLOADER).set_input_files(str(photo))
+        while self.uploads_sent == sent:  # fail fast (and say why) when the file never leaves
+            if time.monotonic() - start > min(60.0, self.timeout_ms / 1000):
+                raise TimeoutError("the page never sent the file to the server")
+            await self.page.wait_for_timeout(50)
         times = []
         for count in range(1, expected + 1):
             await self.page.wait_for_function(
