@@ -91,6 +91,22 @@ LOG = logging.getLogger("segdemo.app")
 # ----------------------------------------------------------------------------- cached resources
 
 
+def keep_keras_state() -> None:
+    """Stop Streamlit's cleanup after every script run, which calls `keras.backend.clear_session()`
+    (meant for scripts that build a model per run; ours are built once per process). Each call is
+    a full garbage collection (~0.4 s with TensorFlow loaded, holding the interpreter, so every
+    session and queue waits) and empties TensorFlow's kernel cache, so the next network call took
+    0.55-0.84 s instead of 0.05 s. It ran after every rerun of every session: with 16 sessions
+    uploading, most of the server's time. (The same cleanup closes pyplot figures; we use none.)"""
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if getattr(script_runner, "_clean_problem_modules", None) is None:
+        LOG.warning("Streamlit's post-run cleanup moved: Keras state may be cleared per run.")
+        return
+    script_runner._clean_problem_modules = lambda: None
+
+
+@st.cache_resource(show_spinner=False)
 def server() -> SimpleNamespace:
     """The process's serving state for where inference runs (see `serving_state`)."""
     return serving_state(CONFIG.serve_url)
@@ -857,5 +873,6 @@ def main() -> None:
             app_video.render(chosen, server().local_pool)
 
 
+keep_keras_state()
 main()
 warm_up()

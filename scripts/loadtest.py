@@ -14,8 +14,9 @@ reporting per-cycle time and server RSS every 10 cycles. Each session's photo di
 photos, cropped and mirrored per index, optionally enlarged with `--megapixels`), so no result is
 shared by accident.
 
-The figures go into a JSON report (default `weights/loadtest.json`, one section per mode, the other
-section kept) for the README table. Everything is bounded: `--deadline` caps the whole run, every
+The figures go into a JSON report (default `weights/loadtest.json`: `soak`, and under `concurrent`
+one run per session count, the others kept) for the README tables (`python -m segdemo results
+--load`). Everything is bounded: `--deadline` caps the whole run, every
 wait has a timeout, and the server is always terminated.
 """
 from __future__ import annotations
@@ -95,8 +96,10 @@ def free_port() -> int:
 
 
 def cpu_seconds(server_pid: int) -> dict:
-    """CPU seconds used so far by the server and by the rest of this run's processes (Chromium,
-    Playwright's driver): on 2 cores they compete, so a report says who used what."""
+    """CPU seconds used so far by the server, by this run's browser (its page renderers apart
+    from the rest: browser, GPU and network processes, Playwright's driver) and by the whole
+    machine (every core, whatever runs on it): on 2 cores they compete, so a report says who used
+    what, and how much went to processes outside this run."""
     import psutil
 
     def used(process) -> float:
@@ -106,8 +109,25 @@ def cpu_seconds(server_pid: int) -> dict:
         except psutil.Error:
             return 0.0
 
+    def renderer(process) -> bool:
+        try:
+            return "--type=renderer" in process.cmdline()
+        except psutil.Error:
+            return False
+
     others = [p for p in psutil.Process().children(recursive=True) if p.pid != server_pid]
-    return {"server": used(psutil.Process(server_pid)), "browser": sum(map(used, others))}
+    renderers = [p for p in others if renderer(p)]
+    machine = psutil.cpu_times()
+    return {"server": used(psutil.Process(server_pid)), "browser": sum(map(used, others)),
+            "browser_renderers": sum(map(used, renderers)),
+            "machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)}
+
+
+def cpu_used(before: dict, after: dict) -> dict:
+    """Seconds each group used between two `cpu_seconds`; `other` is the rest of the machine."""
+    used = {k: round(after[k] - before[k], 1) for k in after}
+    used["other"] = round(used["machine"] - used["server"] - used["browser"], 1)
+    return used
 
 
 class RssSampler:
@@ -191,12 +211,15 @@ class Session:
 
     def __init__(self, browser, url: str, timeout_s: float):
         self.browser, self.url, self.timeout_ms = browser, url, timeout_s * 1000
+        self.websocket_closes = self.uploads_sent = 0
 
     async def open(self, models: list[str]) -> float:
         """Open the page and choose `models`; returns seconds until the uploader was shown."""
         self.context = await self.browser.new_context(viewport={"width": 1400, "height": 900})
         self.page = await self.context.new_page()
         self.page.set_default_timeout(self.timeout_ms)
+        self.page.on("websocket", self._watch_websocket)
+        self.page.on("requestfinished", self._count_upload)
         start = time.monotonic()
         await self.page.goto(self.url, wait_until="domcontentloaded")
         await self.page.locator(UPLOADER).wait_for(state="attached")
@@ -211,10 +234,26 @@ class Session:
         await self.settle()
         return shown
 
+    def _watch_websocket(self, socket) -> None:
+        """A closed connection loses the session's state (its uploads among it) once Streamlit's
+        reconnection fails: counted, as it explains an upload that never shows."""
+        if "_stcore/stream" in socket.url:
+            socket.on("close", lambda _: setattr(self, "websocket_closes",
+                                                 self.websocket_closes + 1))
+
+    def _count_upload(self, request) -> None:
+        if "_stcore/upload_file" in request.url and request.method == "PUT":
+            self.uploads_sent += 1
+
     async def settle(self) -> None:
-        """Wait until the script run is over (no 'Running…' indicator)."""
-        await self.page.wait_for_timeout(300)
-        await self.page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+        """Wait until the page's script run is over: the app root's script state (which the page
+        sets to 'rerunRequested' as soon as a widget changes) back at 'notRunning'. The 'Running…'
+        indicator is no sign: it shows only after a delay. Waiting on it, 2 of 8 sessions on a
+        busy machine set their file during the previous run and never sent it."""
+        await self.page.wait_for_timeout(100)
+        await self.page.wait_for_function(
+            "() => document.querySelector(\"[data-testid='stApp']\")"
+            "?.getAttribute('data-test-script-state') === 'notRunning'")
 
     def overlays(self):
         return self.page.get_by_test_id("stImage").filter(has_text="Overlay").locator("img")
@@ -222,7 +261,12 @@ class Session:
     async def upload(self, photo: Path, expected: int) -> dict:
         """Upload `photo` and wait until `expected` overlays are loaded; seconds to each."""
         start = time.monotonic()
+        sent = self.uploads_sent
         await self.page.locator(UPLOADER).set_input_files(str(photo))
+        while self.uploads_sent == sent:  # fail fast (and say why) when the file never leaves
+            if time.monotonic() - start > min(60.0, self.timeout_ms / 1000):
+                raise TimeoutError("the page never sent the file to the server")
+            await self.page.wait_for_timeout(50)
         times = []
         for count in range(1, expected + 1):
             await self.page.wait_for_function(
@@ -289,9 +333,11 @@ async def concurrent(browser, url: str, photos: list[Path], models: list[str], t
         *(s.upload(p, len(models)) for s, p in zip(ready, photos)), return_exceptions=True)
     cpu_after, wall = cpu_seconds(rss.pid), time.monotonic() - wall
     per_session, times, failures = [], [], []
-    for index, outcome in enumerate(outcomes):
+    for index, (session, outcome) in enumerate(zip(ready, outcomes)):
         if isinstance(outcome, BaseException):
-            failures.append(f"session {index}: {type(outcome).__name__}: {str(outcome)[:200]}")
+            failures.append(f"session {index}: {type(outcome).__name__}: {str(outcome)[:200]} "
+                            f"(files sent: {session.uploads_sent}, connection closed "
+                            f"{session.websocket_closes} times)")
             continue
         per_session.append(outcome)
         times.extend(outcome["overlay_s"])
@@ -306,17 +352,25 @@ async def concurrent(browser, url: str, photos: list[Path], models: list[str], t
             "queued_ms": percentiles([q for o in per_session for q in o["queued_ms"]]),
             "segmenter_ms": percentiles([q for o in per_session for q in o["segmenter_ms"]]),
             "rss_mb": {"before_uploads": rss_before, "after": rss.now_mb()},
+            "open_s": percentiles([o for o in opened if not isinstance(o, BaseException)]),
+            "websocket_closes": sum(s.websocket_closes for s in ready),
             "uploads_wall_s": round(wall, 1),
-            "uploads_cpu_s": {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after},
+            "uploads_cpu_s": cpu_used(cpu_before, cpu_after),
+            "cores_s": round(wall * cores(), 1),
             "per_session_overlay_s": [o["overlay_s"] for o in per_session]}
 
 
 async def soak(browser, url: str, photos: list[Path], models: list[str], timeout_s: float,
-               keep: bool, rss: RssSampler, log) -> dict:
+               keep: bool, rss: RssSampler, log, stop_at: float = float("inf")) -> dict:
+    """Upload cycles until `photos` are done or the monotonic clock passes `stop_at` (the cycles
+    done so far are reported, and the stop is named among the failures)."""
     session = Session(browser, url, timeout_s)
     await session.open(models)
     cycles, every10, failures = [], [], []
     for index, photo in enumerate(photos):
+        if time.monotonic() > stop_at:
+            failures.append(f"stopped after {index} cycles: --deadline near")
+            break
         try:
             outcome = await session.upload(photo, (index + 1) * len(models) if keep else len(models))
             failures.extend(f"cycle {index}: {e}" for e in outcome["errors"])
@@ -348,12 +402,15 @@ async def soak(browser, url: str, photos: list[Path], models: list[str], timeout
 # ----------------------------------------------------------------------------- driver
 
 
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def machine() -> dict:
     import psutil
 
     busy = psutil.cpu_percent(interval=1.0)
-    return {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count(), "cpu": platform.machine(), "load_avg_1m": os.getloadavg()[0],
+    return {"cores": cores(), "cpu": platform.machine(), "load_avg_1m": os.getloadavg()[0],
             "cpu_busy_percent_before": busy}
 
 
@@ -395,7 +452,7 @@ async def run(args, photos: list[Path], start_photo: Path, log) -> dict:
                                                             args.timeout, rss, log)
                 else:
                     report["soak"] = await soak(browser, url, photos, args.models, args.timeout,
-                                                args.keep, rss, log)
+                                                args.keep, rss, log, stop_at=args.stop_at)
             finally:
                 await browser.close()
         report["rss_peak_mb"] = rss.stop()
@@ -422,12 +479,14 @@ def main(argv: list[str] | None = None) -> int:
                              "share the server's cores here, do not starve it")
     parser.add_argument("--deadline", type=float, default=3600, help="seconds the whole run may take")
     parser.add_argument("--json", type=Path, default=REPO / "weights" / "loadtest.json",
-                        help="report file (sections of other modes are kept); '-' for none")
+                        help="report file (other modes and session counts are kept); '-' for none")
     args = parser.parse_args(argv)
     if not CHROMIUM.exists():
         print(f"error: {CHROMIUM} not found (apt-get install chromium).", file=sys.stderr)
         return 2
     args.weights = args.weights.resolve()
+    # a soak stops cycling this long before the deadline, to close the browser and report
+    args.stop_at = time.monotonic() + args.deadline - min(60.0, args.deadline / 10)
 
     def log(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
@@ -443,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: the run took longer than --deadline {args.deadline:.0f} s.",
                   file=sys.stderr)
             return 1
-    report["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    report["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                          if k != "stop_at"}
     print(json.dumps({k: v for k, v in report.items() if k != "soak"} | (
         {"soak": {k: v for k, v in report["soak"].items() if k != "cycle_s"}}
         if "soak" in report else {}), indent=2))
@@ -453,7 +513,13 @@ def main(argv: list[str] | None = None) -> int:
                    "rss_peak_mb": report["rss_peak_mb"], "settings": report["settings"],
                    "server_tracebacks": report["server_tracebacks"], **{
                        k: report[k] for k in ("concurrent", "soak") if k in report}}
-        existing[args.mode] = section
+        if args.mode == "concurrent":  # one run per session count (and browser niceness)
+            runs = existing.get("concurrent", {})
+            runs = runs if all(isinstance(v, dict) and "date" in v for v in runs.values()) else {}
+            name = f"{args.sessions}" + (f"_nice{args.browser_nice}" if args.browser_nice else "")
+            existing["concurrent"] = {**runs, name: section}
+        else:
+            existing[args.mode] = section
         args.json.write_text(json.dumps(existing, indent=2) + "\n")
         print(f"wrote {args.json} [{args.mode}]")
     return 0

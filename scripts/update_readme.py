@@ -3,10 +3,10 @@
 Each block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->` and is replaced by
 `python -m segdemo results` (NAME = results), `results --probe` (probe, from <model>/probe.json),
 `results --recipes` (recipes, from the cards), `results --candidates` (candidates, from
-weights/candidates.json), `results --video` (video, from
-weights/video_benchmark.json), `results --speed` (speed, from weights/benchmark.json),
-`results --robustness` (robustness, from weights/robustness.json) or `results --serve` (serve,
-from weights/serve_loadtest.json).
+weights/candidates.json), `results --video` (video, from weights/video_benchmark.json),
+`results --speed` (speed, from weights/benchmark.json), `results --robustness` (robustness, from
+weights/robustness.json), `results --serve` (serve, from weights/serve_loadtest.json) or
+`results --load` (load, from weights/loadtest.json, written by scripts/loadtest.py).
 A block whose JSON is missing is left as it is.
 
     python scripts/update_readme.py
@@ -21,8 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = {"results": [], "probe": ["--probe"], "recipes": ["--recipes"],
-          "candidates": ["--candidates"], "speed": ["--speed"],
-          "video": ["--video"], "robustness": ["--robustness"], "serve": ["--serve"]}
+          "candidates": ["--candidates"], "speed": ["--speed"], "video": ["--video"],
+          "robustness": ["--robustness"], "serve": ["--serve"], "load": ["--load"]}
 
 
 def main() -> int:

@@ -198,9 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "<weights>/candidates.json, instead")
     shown.add_argument("--serve", action="store_true",
                        help="the Ray Serve load test from the serve load JSON instead")
-    r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json) "
-                                  "or robustness JSON for --robustness (default: "
-                                  "<weights>/robustness.json)")
+    shown.add_argument("--load", action="store_true",
+                       help="the dashboard under load (scripts/loadtest.py) from its JSON instead")
+    r.add_argument("--json", help="benchmark JSON for --speed (default: <weights>/benchmark.json), "
+                                  "robustness JSON for --robustness (default: "
+                                  "<weights>/robustness.json), video or load test JSON for "
+                                  "--video / --load")
 
     b = sub.add_parser("benchmark", help="time the models: latency, throughput, memory")
     b.add_argument("--models", nargs="+", metavar="ID",
@@ -560,6 +563,9 @@ def _results(args: argparse.Namespace) -> int:
         from segdemo.serve_load import SERVE_LOAD_FILE, load_report, serve_table
 
         print(serve_table(load_report(args.json or Path(args.weights) / SERVE_LOAD_FILE)))
+    elif args.load:
+        path = args.json or Path(args.weights) / report.LOAD_FILE
+        print(report.load_tables(report.load_loadtest(path)))
     elif args.json:
         print("error: --json goes with --speed, --robustness or --serve.", file=sys.stderr)
         return 2

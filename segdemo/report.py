@@ -1,5 +1,5 @@
-"""The README's results and speed tables, generated from the shipped model folders and the
-benchmark JSON (never typed by hand)."""
+"""The README's results, speed and load tables, generated from the shipped model folders, the
+benchmark JSON and the load test JSON (never typed by hand)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -320,3 +320,136 @@ def robustness_table(report: dict) -> str:
     legend = "\n".join(f"- `{n}`: {d}" for n, d in report["perturbations"].items())
     header = ["model", *(f"`{n}`" for n in names), "worst drop vs `none`"]
     return f"{intro}\n\n{_table(header, rows)}\n\n{legend}"
+
+
+# --- load ---------------------------------------------------------------------------------------
+
+LOAD_FILE = "loadtest.json"
+# The targets of the load test (issue 15), on the machine it ran on.
+LOAD_TARGETS = {"sessions": 16, "p95_s": 10.0, "cycle_ratio": 1.5, "rss_growth_mb": 150.0,
+                "first_page_s": 5.0}
+
+
+class LoadTestError(SegDemoError, ValueError):
+    """The load test's JSON is missing or is not one."""
+
+
+def load_loadtest(path: str | Path) -> dict:
+    """The JSON written by `scripts/loadtest.py` (`LoadTestError` with the reason when it is
+    missing or holds neither a `concurrent` nor a `soak` section)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LoadTestError(f"no load test JSON at {path}: run `python scripts/loadtest.py "
+                            f"concurrent` or `... soak` first, or pass --json PATH.")
+    report = read_report(path, "load test", "results --load", (), LoadTestError)
+    if not any(isinstance(report.get(k), dict) for k in ("concurrent", "soak")):
+        raise LoadTestError(f"{path} is not a load test JSON (it has no \"concurrent\" or "
+                            f"\"soak\" object).")
+    return report
+
+
+def _runs(report: dict) -> list[tuple[str, dict]]:
+    """Every measured run as (name, section): the concurrent runs by session count, then the soak."""
+    concurrent = sorted(report.get("concurrent", {}).items(),
+                        key=lambda kv: (kv[1]["concurrent"]["sessions"], kv[0]))
+    return [(f"{run['concurrent']['sessions']} sessions"
+             + (f", browsers at nice {run['settings']['browser_nice']}"
+                if run.get("settings", {}).get("browser_nice") else ""), run)
+            for _, run in concurrent] + ([("soak", report["soak"])] if "soak" in report else [])
+
+
+def _start_table(runs: list[tuple[str, dict]]) -> str:
+    rows = [[name, _num(s.get("listen_s"), ".1f"), _num(s.get("first_page_s"), ".1f"),
+             _num(s.get("first_mask_s"), ".1f"), _num(s.get("first_all_masks_s"), ".1f"),
+             _num(s.get("rss_mb"), ".0f"), _num(run.get("machine", {}).get("load_avg_1m"), ".1f")]
+            for name, run in runs if (s := run.get("start"))]
+    return _table(["run", "server listening s", "first page s", "first mask s", "both masks s",
+                   "server RSS MB", "load average before"], rows)
+
+
+def _batches(sizes: list[int]) -> str:
+    """'size: photos' for each batch size the page reported (one entry per photo and model)."""
+    return ", ".join(f"{size}: {sizes.count(size)}" for size in sorted(set(sizes))) or "n/a"
+
+
+def _concurrent_table(runs: list[tuple[str, dict]]) -> str:
+    rows = []
+    for name, run in runs:
+        c = run.get("concurrent")
+        if not c:
+            continue
+        times, cpu, rss = c["overlay_s"], c.get("uploads_cpu_s", {}), c.get("rss_mb", {})
+        rows.append([
+            name, f"{c['served']}/{c['sessions']}", _num(times["p50"], ".1f"),
+            _num(times["p95"], ".1f"), _num(times["max"], ".1f"), str(len(c["failures"])),
+            f"{_num(rss.get('before_uploads'), '.0f')} → {_num(rss.get('after'), '.0f')}",
+            f"{_num(cpu.get('server'), '.1f')} / {_num(cpu.get('browser'), '.1f')} / "
+            f"{_num(cpu.get('other'), '.1f')} of {_num(c.get('cores_s'), '.1f')}",
+            _batches(c.get("batch_sizes", [])), _num(c.get("queued_ms", {}).get("p95"), ".0f")])
+    return _table(["run", "served", "overlay p50 s", "p95 s", "max s", "failures",
+                   "server RSS MB", "CPU s server / browsers / other, of cores × wall",
+                   "photos per batch size", "queue wait p95 ms"], rows)
+
+
+def _soak_lines(soak: dict) -> str:
+    every = soak.get("every_10", [])
+    shown = [e for e in every if e["cycle"] in (10, 20) or e["cycle"] % 50 == 0 or e is every[-1]]
+    table = _table(["cycle", *(str(e["cycle"]) for e in shown)],
+                   [["s per cycle (mean of the last 10)",
+                     *(_num(e["mean_cycle_s"], ".2f") for e in shown)],
+                    ["server RSS MB", *(_num(e["rss_mb"], ".0f") for e in shown)]])
+    return (f"One session, {soak['cycles']} of {soak['planned']} upload cycles "
+            f"({'photos kept' if soak.get('keep') else 'upload, wait for both overlays, remove'}"
+            f"; {len(soak['failures'])} failures): the last 10 cycles took "
+            f"{_num(soak.get('last_over_first'), '.2f')}× the time of the first 10; server RSS grew "
+            f"{_num(soak.get('rss_growth_after_20_mb'), '.0f')} MB after cycle 20.\n\n{table}")
+
+
+def _load_targets(report: dict, runs: list[tuple[str, dict]]) -> list[str]:
+    t, lines = LOAD_TARGETS, []
+    plain = [r for _, r in runs if r.get("concurrent", {}).get("sessions") == t["sessions"]
+             and not r.get("settings", {}).get("browser_nice")]
+    if plain:
+        c = plain[0]["concurrent"]
+        ok = c["served"] == c["sessions"] and c["overlay_s"]["p95"] is not None \
+            and c["overlay_s"]["p95"] <= t["p95_s"]
+        lines.append(f"{t['sessions']} sessions, 2 models each: {c['served']}/{c['sessions']} "
+                     f"served, overlay p95 {_num(c['overlay_s']['p95'], '.1f')} s (target all "
+                     f"served, <= {t['p95_s']:.0f} s): {'met' if ok else 'NOT met'}")
+    soak = report.get("soak", {}).get("soak")
+    if soak:
+        ratio, growth = soak.get("last_over_first"), soak.get("rss_growth_after_20_mb")
+        ok = soak["cycles"] >= 200 and ratio is not None and ratio <= t["cycle_ratio"] \
+            and growth is not None and growth <= t["rss_growth_mb"]
+        lines.append(f"{soak['cycles']} upload cycles: last 10 / first 10 {_num(ratio, '.2f')}×, "
+                     f"RSS growth after cycle 20 {_num(growth, '.0f')} MB (target 200 cycles, "
+                     f"<= {t['cycle_ratio']}×, <= {t['rss_growth_mb']:.0f} MB): "
+                     f"{'met' if ok else 'NOT met'}")
+    pages = [r["start"]["first_page_s"] for _, r in runs if r.get("start", {}).get("first_page_s")]
+    if pages:
+        lines.append(f"first page after the server listens: at most {max(pages):.1f} s over "
+                     f"{len(pages)} fresh servers (target <= {t['first_page_s']:.0f} s): "
+                     f"{'met' if max(pages) <= t['first_page_s'] else 'NOT met'}")
+    return lines
+
+
+def load_tables(report: dict) -> str:
+    """Markdown for the README's Reliability section from a load test JSON (`load_loadtest`):
+    start costs per fresh server, the concurrent runs, the soak, the targets and the conditions.
+    Parts absent from the JSON are left out."""
+    runs = _runs(report)
+    parts = ["Start of a fresh server (first mask: the first upload, both models chosen, the "
+             "default one warming up in the background):\n\n" + _start_table(runs)]
+    if report.get("concurrent"):
+        parts.append("Sessions uploading one photo each at once, 2 models each; seconds from the "
+                     "upload to every overlay shown; CPU seconds used while they ran:\n\n"
+                     + _concurrent_table(runs))
+    if report.get("soak", {}).get("soak"):
+        parts.append(_soak_lines(report["soak"]["soak"]))
+    parts.append("Targets:\n\n" + "\n".join(f"- {line}" for line in _load_targets(report, runs)))
+    dates = sorted(r["date"][:10] for _, r in runs if r.get("date"))
+    cores = next((r["machine"].get("cores") for _, r in runs if r.get("machine")), None)
+    parts.append(f"Measured with `scripts/loadtest.py` on {cores or '?'} CPU cores"
+                 + (f" ({dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''})"
+                    if dates else "") + "; server, Chromium and its pages share those cores.")
+    return "\n\n".join(parts)

@@ -128,6 +128,19 @@ def test_starts_with_the_default_and_with_an_empty_weights_folder(monkeypatch, t
     assert all(box.label.endswith(" · not trained") for box in at.checkbox)
 
 
+def test_reruns_do_not_clear_the_keras_session(monkeypatch, weights):
+    # Streamlit's post-run cleanup calls keras.backend.clear_session() (a full garbage collection
+    # and TensorFlow's kernel cache emptied) after every run; the app replaces it on its first run.
+    from streamlit.runtime.scriptrunner import script_runner
+
+    cleared = []
+    monkeypatch.setattr(script_runner, "_clean_problem_modules", lambda: cleared.append(1))
+    at = start(monkeypatch, weights)
+    upload(at, ("keras.png", photo_bytes(56, 40)))  # a photo of its own: results are cached
+    assert not at.exception and "Overlay (50% mask)" in captions(at)
+    assert cleared == [] and script_runner._clean_problem_modules() is None
+
+
 def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights):
     at = start(monkeypatch, weights)
     sidebar = " ".join(texts(at.sidebar.caption))

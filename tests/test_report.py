@@ -234,3 +234,69 @@ def test_candidates_table_shows_each_run_beside_the_shipped_model(tmp_path, caps
     assert lines[3].startswith("| `unet_voc224` |") and lines[3].endswith("| no | 0.732 | n/a |")
     assert main(["results", "--candidates", "--weights", str(tmp_path / "none")]) != 0
     assert "scripts/compare_candidates.py" in capsys.readouterr().err
+
+
+def _load_run(sessions, p95, served=None, nice=0, start_page=2.5):
+    return {"date": "2026-12-02T16:00:00+00:00", "machine": {"cores": 2, "load_avg_1m": 1.25},
+            "settings": {"browser_nice": nice},
+            "start": {"listen_s": 0.91, "first_page_s": start_page, "first_mask_s": 7.04,
+                      "first_all_masks_s": 8.6, "rss_mb": 1021.6},
+            "concurrent": {"sessions": sessions, "served": sessions if served is None else served,
+                           "overlay_s": {"p50": p95 / 2, "p95": p95, "max": p95 + 1, "n": 2},
+                           "failures": ["session 3: TimeoutError"] * (sessions - (served or sessions)),
+                           "batch_sizes": [1, 7, 7, 8], "queued_ms": {"p95": 812},
+                           "rss_mb": {"before_uploads": 1003.4, "after": 1053.5}, "cores_s": 81.9,
+                           "uploads_cpu_s": {"server": 8.3, "browser": 67.2, "other": 6.1}}}
+
+
+def _soak(cycles=200, ratio=1.12, growth=40.4):
+    every = [{"cycle": c, "rss_mb": 1000.0 + c / 10, "mean_cycle_s": 2.0 + c / 1000}
+             for c in range(10, cycles + 1, 10)]
+    return {"date": "2026-12-03T10:00:00+00:00", "machine": {"cores": 2, "load_avg_1m": 0.5},
+            "start": {"listen_s": 0.62, "first_page_s": 6.25, "first_mask_s": 9.2,
+                      "first_all_masks_s": 10.7, "rss_mb": 1023.7},
+            "soak": {"cycles": cycles, "planned": 200, "keep": False, "every_10": every,
+                     "failures": [], "last_over_first": ratio, "rss_growth_after_20_mb": growth}}
+
+
+def test_results_load_renders_start_concurrent_soak_and_targets(tmp_path, capsys):
+    report = {"concurrent": {"16": _load_run(16, 39.94), "8": _load_run(8, 9.5, served=7),
+                             "16_nice19": _load_run(16, 8.04, nice=19)},
+              "soak": _soak()}
+    write_json(tmp_path / "loadtest.json", report)
+    assert main(["results", "--load", "--weights", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    # start costs: one row per fresh server, concurrent runs by session count, then the soak
+    starts = [l for l in lines if l.endswith("| 1022 | 1.2 |") or l.endswith("| 1024 | 0.5 |")]
+    assert [l.split(" |")[0] for l in starts] == [
+        "| 8 sessions", "| 16 sessions", "| 16 sessions, browsers at nice 19", "| soak"]
+    assert starts[-1] == "| soak | 0.6 | 6.2 | 9.2 | 10.7 | 1024 | 0.5 |"
+    assert ("| 8 sessions | 7/8 | 4.8 | 9.5 | 10.5 | 1 | 1003 → 1054 | 8.3 / 67.2 / 6.1 of 81.9 "
+            "| 1: 1, 7: 2, 8: 1 | 812 |") in lines
+    # the soak: every 10 cycles summarised at 10, 20, every 50 and the last
+    assert "| cycle | 10 | 20 | 50 | 100 | 150 | 200 |" in lines
+    assert "| server RSS MB | 1001 | 1002 | 1005 | 1010 | 1015 | 1020 |" in lines
+    assert "took 1.12× the time of the first 10; server RSS grew 40 MB after cycle 20" in text
+    # the targets judge the plain 16-session run, not the one with niced browsers
+    assert "- 16 sessions, 2 models each: 16/16 served, overlay p95 39.9 s" in text
+    assert "<= 10 s): NOT met" in text and "8.0 s" not in text.split("Targets:")[1]
+    assert "- 200 upload cycles: last 10 / first 10 1.12×, RSS growth after cycle 20 40 MB" in text
+    assert "<= 150 MB): met" in text
+    assert "at most 6.2 s over 4 fresh servers (target <= 5 s): NOT met" in text
+    assert lines[-1].startswith("Measured with `scripts/loadtest.py` on 2 CPU cores "
+                                "(2026-12-02 to 2026-12-03)")
+
+
+def test_results_load_leaves_out_missing_parts_and_names_a_missing_report(tmp_path, capsys):
+    write_json(tmp_path / "soak_only.json", {"soak": _soak(cycles=120, ratio=1.7)})
+    assert main(["results", "--load", "--json", str(tmp_path / "soak_only.json")]) == 0
+    text = capsys.readouterr().out
+    assert "Sessions uploading" not in text and "sessions, 2 models each" not in text
+    assert "- 120 upload cycles: last 10 / first 10 1.70×" in text and "): NOT met" in text
+    assert "| cycle | 10 | 20 | 50 | 100 | 120 |" in text
+    assert main(["results", "--load", "--weights", str(tmp_path)]) == 2
+    assert "no load test JSON at" in capsys.readouterr().err
+    write_json(tmp_path / "other.json", {"models": {}})
+    assert main(["results", "--load", "--json", str(tmp_path / "other.json")]) == 2
+    assert "is not a load test JSON" in capsys.readouterr().err
