@@ -26,10 +26,11 @@ from segdemo.report import candidates_table  # noqa: E402
 ROBUSTNESS_FILE = "robustness.json"  # in a run folder: {shift: mIoU} on the test split
 
 
-def shift_scores(folder: Path, data: str, limit: int | None) -> dict:
-    """{shift: test mIoU} for the model in `folder`, computed once and kept beside it."""
+def shift_scores(folder: Path, data: str, limit: int | None, compute: bool = True) -> dict | None:
+    """{shift: test mIoU} for the model in `folder`, computed once and kept beside it (None
+    when not kept and `compute` is off)."""
     kept = read_optional_json(folder / ROBUSTNESS_FILE)
-    if kept:
+    if kept or not compute:
         return kept
     from segdemo.data import load_dataset
     from segdemo.inference import Segmenter
@@ -78,6 +79,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "weights" / CANDIDATES_FILE,
                         help="the JSON the README's candidates table is made from (runs are "
                              "added to what it holds)")
+    parser.add_argument("--no-shifts", action="store_true",
+                        help="leave the shifts out for runs not yet scored under them")
     args = parser.parse_args()
     folders = [args.runs / n for n in args.names] if args.names else sorted(
         p for p in args.runs.iterdir() if (p / CARD_FILE).is_file())
@@ -91,7 +94,8 @@ def main() -> int:
         if (args.weights / model_id / CARD_FILE).is_file():
             report["runs"][f"{model_id} (shipped)"] = entry(
                 args.weights / model_id, shipped_shift_scores(args.weights, model_id), True)
-        report["runs"][folder.name] = entry(folder, shift_scores(folder, args.data, args.limit),
+        report["runs"][folder.name] = entry(folder, shift_scores(folder, args.data, args.limit,
+                                                             not args.no_shifts),
                                             False)
     report["note"] = ("test split: neither the shipped nor the candidate models trained on it; "
                       "probe: the minor breeds, which the shipped models trained on and the "
