@@ -110,8 +110,10 @@ def example_photo(folder: Path) -> Path:
 
 ROW = "[class*='st-key-segrow_']"  # one (photo, model) row: input | mask | overlay | history
 # The read-out shows a grid cell (HOVER_SIDE cells on the long side: 2.3 px of the 451 px photo)
-# in whole percentages: it must lie within 1 point of the model's range this many pixels around.
-HOVER_REACH = 3
+# in whole percentages: it must lie within 1 point of the model's range this many pixels around
+# (half of one input pixel of the 32-px test model, 14 photo pixels: with steep probabilities a
+# reach of 3 px failed once, 14 points off; see the closing note of session 4).
+HOVER_REACH = 7
 
 
 DESKTOP = {"width": 1400, "height": 1000}
