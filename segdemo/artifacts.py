@@ -70,12 +70,12 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def read_report(path: str | os.PathLike, kind: str, command: str, keys: tuple[str, ...],
                 error: type[Exception]) -> dict:
-    """A JSON report written by `command` (`python -m segdemo benchmark`, ...; a bare name means
-    a segdemo subcommand), checked to hold the `keys` objects; `error` with a one-line reason when
+    """A JSON report written by `command` (a full command line, or the arguments of a segdemo
+    subcommand such as `benchmark`), checked to hold the `keys` objects; `error` with a one-line reason when
     it is missing or is not one."""
     path = Path(path)
     if not path.is_file():
-        run = command if " " in command else f"python -m segdemo {command}"
+        run = command if command.startswith("python ") else f"python -m segdemo {command}"
         raise error(f"no {kind} JSON at {path}: run `{run}` first, or pass --json PATH.")
     try:
         report = json.loads(path.read_text())
