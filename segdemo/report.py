@@ -29,14 +29,21 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def _model_cards(weights_dir: str | Path):
+    """(folder, card) for every folder under `weights_dir` that has a card, in name order."""
+    for folder in sorted(p for p in Path(weights_dir).iterdir() if p.is_dir()):
+        card = read_optional_json(folder / CARD_FILE)
+        if card:
+            yield folder, card
+
+
 def results_table(weights_dir: str | Path) -> str:
     """Markdown table of every model folder under `weights_dir` that has a card and metrics."""
     rows = []
     class_names: list[str] = []
-    for folder in sorted(p for p in Path(weights_dir).iterdir() if p.is_dir()):
-        card = read_optional_json(folder / CARD_FILE)
+    for folder, card in _model_cards(weights_dir):
         metrics = read_optional_json(folder / METRICS_FILE)
-        if not card or not metrics:
+        if not metrics:
             continue
         scores = metrics["original_resolution"]
         class_names = class_names or list(scores["iou"])
@@ -64,11 +71,9 @@ def probe_table(weights_dir: str | Path) -> str:
     """Markdown table: each model on the test split beside the probe split (the minor breeds,
     `evaluate --split probe --json <model>/probe.json`), and whether training saw the probe."""
     rows = []
-    folders = sorted(p for p in Path(weights_dir).iterdir() if p.is_dir())
-    for folder in folders:
-        card = read_optional_json(folder / CARD_FILE)
+    for folder, card in _model_cards(weights_dir):
         test, probe = (read_optional_json(folder / name) for name in (METRICS_FILE, PROBE_FILE))
-        if not card or not test or not probe:
+        if not test or not probe:
             continue
         held_out = card.get("config", {}).get("holdout_minor_breeds", False)
         rows.append([_folder_name(folder, card), *_cut_out_scores(test), *_cut_out_scores(probe),
@@ -115,13 +120,13 @@ def candidates_table(report: dict) -> str:
 
 def recipes_table(weights_dir: str | Path) -> str:
     """Markdown table: how each model was trained (its card's configuration, in words), its
-    best validation mIoU and the command that reproduces it."""
+    best validation mIoU, the epoch kept and the training time."""
     rows = []
-    for folder in sorted(p for p in Path(weights_dir).iterdir() if p.is_dir()):
-        card = read_optional_json(folder / CARD_FILE)
-        if not card or not training_recipe(card):
+    for folder, card in _model_cards(weights_dir):
+        recipe = training_recipe(card)
+        if not recipe:
             continue
-        rows.append([_folder_name(folder, card), training_recipe(card),
+        rows.append([_folder_name(folder, card), recipe,
                      _num(card.get("best_val_miou")), f"{card.get('best_epoch', '')}",
                      _duration(card.get("training_seconds", 0))])
     return _table(["model", "how it was trained", "best val mIoU", "kept epoch", "training time"],
