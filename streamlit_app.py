@@ -54,7 +54,7 @@ Done = tuple["db.InputImage", "db.Variant", batching.Timed]  # one finished (pho
 BROWSE_PAGE = 4  # evaluation images shown at a time
 # Serving (process-wide): networks run one at a time on a CPU (each uses every core); a queue
 # takes up to MAX_BATCH waiting photos, waiting MAX_WAIT_S for more, into one call.
-COMPUTE_SLOTS, MAX_BATCH, MAX_WAIT_S = 1, 8, 0.005
+COMPUTE_SLOTS, MAX_BATCH, MAX_WAIT_S = 1, batching.DEFAULT_MAX_BATCH, batching.DEFAULT_MAX_WAIT_S
 RESULT_BYTES = 192 * 2**20  # finished results: display-sized masks + input-size probabilities
 PHOTO_BYTES = 320 * 2**20   # decoded photos (full resolution, for inference and downloads) + shrunk
 FIGURE_BYTES = 64 * 2**20   # the rows' mask figures (~0.2 MB each: probabilities + small images)

@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--batch-wait-ms", type=float, default=10.0)
     lt.add_argument("--requests", type=int, default=192, help="photos sent per level")
     lt.add_argument("--url", help="measure this running endpoint as deployed instead")
+    lt.add_argument("--in-process", action="store_true",
+                    help="measure the dashboard's own in-process queue instead (the baseline)")
     lt.add_argument("--port", type=int, default=8000)
     lt.add_argument("--json", help="report (default: <weights>/serve_loadtest.json)")
     lt.add_argument("--append", action="store_true",
@@ -453,7 +455,14 @@ def _loadtest(args: argparse.Namespace) -> int:
     from segdemo.serve_client import ServeClient
 
     photos = read_photos(Path(args.photos), args.count)
-    if args.url:
+    if args.in_process:
+        from segdemo.serve_load import run_in_process
+
+        settings = [run_in_process(Path(args.weights) / args.model, photos, levels=args.clients,
+                                   requests=args.requests, max_batch=max_batch,
+                                   batch_wait_s=args.batch_wait_ms / 1000)
+                    for max_batch in args.max_batch]
+    elif args.url:
         settings = [{"replicas": None, "max_batch": None, "url": args.url, **stamp(),
                      "levels": measure(ServeClient(args.url), args.model, photos, args.clients,
                                        args.requests, print)}]

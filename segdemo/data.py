@@ -608,7 +608,14 @@ def make_tf_dataset(dataset: Dataset, split: str, input_size: tuple[int, int], p
             masks = targets(images, masks)
         return tf.cast(normalise(images), tf.float32), masks
 
-    return batches.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    batches = batches.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    if targets is not None:
+        # A teacher's forward pass inside tf.data gets one thread per op by default: 2.0 s for a
+        # batch of 8 at 160 px against 0.9 s in a tf.function (1.3 s with the machine's cores).
+        options = tf.data.Options()
+        options.threading.max_intra_op_parallelism = os.cpu_count() or 1
+        batches = batches.with_options(options)
+    return batches
 
 
 def _decode_all(load: Callable[[int], tuple[np.ndarray, np.ndarray]], count: int,

@@ -23,17 +23,22 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from segdemo.batching import (DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_S, BatchingPredictor,
+                              configure_threads, shown_prediction)
 from segdemo.errors import SegDemoError
-from segdemo.images import is_image_file
+from segdemo.images import is_image_file, open_image
 from segdemo.serve_client import ServeClient, ServeRequestError
 
 SERVE_LOAD_FILE = "serve_loadtest.json"
 WARM_UP_REQUESTS = 8
+# How the table names where the photos went.
+ENGINES = {"in-process": "in process (one dashboard process's queue)", "ray-serve": "Ray Serve"}
 
 
 def read_photos(folder: Path, count: int) -> list[bytes]:
@@ -54,10 +59,22 @@ def _ms(values: Sequence[float]) -> dict:
 
 def run_level(client: ServeClient, model: str, photos: Sequence[bytes], clients: int,
               requests: int) -> dict:
-    """`requests` photos sent by `clients` concurrent clients; what they saw."""
+    """`requests` photos sent by `clients` concurrent HTTP clients; what they saw."""
+    def send(photo: bytes) -> tuple[float, int]:
+        timings = client.segment_json(model, photo)["timings"]
+        return timings["server_ms"] / 1000, int(timings["batch_size"])
+
+    return drive(send, photos, clients, requests)
+
+
+def drive(send: Callable[[bytes], tuple[float, int]], photos: Sequence[bytes], clients: int,
+          requests: int) -> dict:
+    """`requests` photos handed to `send` by `clients` concurrent threads, each sending its next
+    photo as soon as the last is answered. `send` returns (seconds spent by the server: decode,
+    queue, network, answer; the size of the batch the photo went in)."""
     lock, sent = threading.Lock(), [0]
     latencies: list[float] = []
-    inside: list[float] = []  # seconds in the model replica (decode, queue, network, answer)
+    inside: list[float] = []
     batches: list[int] = []
     errors: list[str] = []
 
@@ -70,15 +87,15 @@ def run_level(client: ServeClient, model: str, photos: Sequence[bytes], clients:
                 sent[0] += 1
             start = time.perf_counter()
             try:
-                result = client.segment_json(model, photos[index % len(photos)])
-            except (ServeRequestError, ValueError) as exc:
+                server_s, batch = send(photos[index % len(photos)])
+            except (SegDemoError, ValueError) as exc:
                 with lock:
                     errors.append(str(exc)[:200])
                 continue
             with lock:
                 latencies.append(time.perf_counter() - start)
-                inside.append(result["timings"]["server_ms"] / 1000)
-                batches.append(int(result["timings"]["batch_size"]))
+                inside.append(server_s)
+                batches.append(batch)
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -93,15 +110,55 @@ def run_level(client: ServeClient, model: str, photos: Sequence[bytes], clients:
             "largest_batch_seen": max(batches, default=None)}
 
 
+def run_in_process(folder: Path, photos: Sequence[bytes], *, levels: Sequence[int],
+                   requests: int, max_batch: int = DEFAULT_MAX_BATCH,
+                   batch_wait_s: float = DEFAULT_MAX_WAIT_S,
+                   log: Callable[[str], None] = print) -> dict:
+    """The baseline: what one dashboard process serves. The same path its sessions take (each
+    client thread decodes its upload and waits on the model's in-process queue, which batches
+    what is waiting and shrinks each result for display), without the web layer."""
+    from segdemo.dashboard import DISPLAY_SIDE, load_segmenter
+
+    configure_threads()
+    started = time.perf_counter()
+    segmenter = load_segmenter(folder)
+    load_s = round(time.perf_counter() - started, 1)
+    finish = partial(shown_prediction, num_classes=len(segmenter.classes), side=DISPLAY_SIDE)
+    predictor = BatchingPredictor(segmenter, max_batch=max_batch, max_wait_s=batch_wait_s,
+                                  finish=finish, name=folder.name)
+
+    def send(photo: bytes) -> tuple[float, int]:
+        start = time.perf_counter()
+        timed = predictor.submit(open_image(photo)).result()
+        return time.perf_counter() - start, timed.batch_size
+
+    log(f"{folder.name}: in process, batches of up to {max_batch}")
+    try:
+        drive(send, photos, min(levels), WARM_UP_REQUESTS)
+        results = []
+        for clients in levels:
+            results.append(level := drive(send, photos, clients, requests))
+            _log_level(log, level)
+    finally:
+        predictor.close()
+    return {"engine": "in-process", "replicas": 1, "max_batch": max_batch, **stamp(),
+            "batch_wait_ms": batch_wait_s * 1000, "runtime": segmenter.runtime, "deploy_s": load_s,
+            "levels": results}
+
+
+def _log_level(log: Callable[[str], None], level: dict) -> None:
+    log(f"  {level['clients']} clients: {level['photos_per_s']} photos/s, p50 "
+        f"{level['latency_ms']['p50']} ms, p95 {level['latency_ms']['p95']} ms, "
+        f"{level['errors']} errors, mean batch {level['mean_batch']}")
+
+
 def measure(client: ServeClient, model: str, photos: Sequence[bytes], levels: Sequence[int],
             requests: int, log: Callable[[str], None]) -> list[dict]:
     run_level(client, model, photos, min(levels), WARM_UP_REQUESTS)
     results = []
     for clients in levels:
         results.append(level := run_level(client, model, photos, clients, requests))
-        log(f"  {clients} clients: {level['photos_per_s']} photos/s, p50 "
-            f"{level['latency_ms']['p50']} ms, p95 {level['latency_ms']['p95']} ms, "
-            f"{level['errors']} errors, mean batch {level['mean_batch']}")
+        _log_level(log, level)
     return results
 
 
@@ -165,31 +222,35 @@ def load_report(path: str | Path) -> dict:
 
 
 def serve_table(data: dict) -> str:
-    """The README table: one row per (replicas, largest batch, clients), then the batching gain."""
+    """The README table: one row per (engine, replicas, largest batch, clients), then the
+    batching gain."""
     photos = data["photos"]
-    lines = [f"`{data['model']}` on Ray Serve, {data['machine']['cpus']} cores, "
+    lines = [f"`{data['model']}`, {data['machine']['cpus']} cores, "
              f"{data['requests_per_level']} photos per level ({photos['source']}, mean "
              f"{photos['mean_width']}x{photos['mean_height']}, {photos['mean_kb']} KB), clients "
              "on the same cores:", "",
-             "| replicas | largest batch | batch wait ms | clients | photos/s | p50 ms | p95 ms | "
-             "in replica p50 ms | errors | mean batch |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| engine | replicas | largest batch | batch wait ms | clients | photos/s | p50 ms | "
+             "p95 ms | in server p50 ms | errors | mean batch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     best: dict[tuple, float] = {}
     for setting in data["settings"]:
+        engine = ENGINES[setting.get("engine", "ray-serve")]
         for level in setting["levels"]:
             latency = level["latency_ms"]
             wait = setting.get("batch_wait_ms") if setting["max_batch"] != 1 else "-"
-            lines.append(f"| {setting['replicas']} | {setting['max_batch']} | {wait} | "
+            lines.append(f"| {engine} | {setting['replicas']} | {setting['max_batch']} | {wait} | "
                          f"{level['clients']} "
                          f"| {level['photos_per_s']} | {latency['p50']} | {latency['p95']} | "
                          f"{level.get('in_replica_ms', {}).get('p50')} | {level['errors']} | "
                          f"{level['mean_batch']} |")
-            key = (setting["replicas"], setting["max_batch"], wait)
+            key = (engine, setting["replicas"], setting["max_batch"], wait)
             best[key] = max(best.get(key, 0.0), level["photos_per_s"])
-    single = {r: v for (r, b, _), v in best.items() if b == 1}
-    gains = [f"{r} replica{'s' if r > 1 else ''}, batches of {b} waiting {w} ms: "
-             f"{v / single[r]:.2f}x ({v} vs {single[r]} photos/s)"
-             for (r, b, w), v in sorted(best.items(), key=str) if b > 1 and single.get(r)]
+    single = {(e, r): v for (e, r, b, _), v in best.items() if b == 1}
+    gains = [f"{e}, {r} replica{'s' if r > 1 else ''}, batches of {b} waiting {w} ms: "
+             f"{v / single[e, r]:.2f}x ({v} vs {single[e, r]} photos/s)"
+             for (e, r, b, w), v in sorted(best.items(), key=str)
+             if b > 1 and single.get((e, r))]
     if gains:
-        lines += ["", "Batching gain (best level of each setting over the same replicas at batch "
-                  "1): " + "; ".join(gains) + "."]
+        lines += ["", "Batching gain (best level of each setting over the same engine and replicas "
+                  "at batch 1): " + "; ".join(gains) + "."]
     return "\n".join(lines)
