@@ -17,8 +17,8 @@ default model starts loading at the first page view), so the first page does not
 With `--serve-url` (or SEGDEMO_SERVE_URL) the rows' inference goes to a `python -m segdemo serve`
 endpoint instead, through `segdemo.serve_client.RemotePredictor`: the same `Predictor` interface
 and the same cached `ShownPrediction`s, so the page is unchanged; no model and no TensorFlow are
-loaded here (the Video tab still runs its models in this process, and the ensemble row, which
-averages models' probabilities in process, is off).
+loaded here (the Video tab still runs its models in this process). The ensemble row sends the
+photo to each member's endpoint and averages their probabilities here (`RemoteEnsemble`).
 """
 from __future__ import annotations
 
@@ -60,8 +60,6 @@ PHOTO_BYTES = 320 * 2**20   # decoded photos (full resolution, for inference and
 FIGURE_BYTES = 64 * 2**20   # the rows' mask figures (~0.2 MB each: probabilities + small images)
 WAIT_POLL_S = 0.25          # how often a waiting page updates its queue line
 WARM_UP_DELAY_S = 3.0       # after the first page view, before the default model starts loading
-REMOTE_ENSEMBLE = ("The ensemble row averages the models' probabilities in this process; with "
-                   "--serve-url, inference runs on the serve endpoint.")
 # A model's load, in order, for its progress bar (the first load starts TensorFlow).
 LOAD_STAGES = ("starting TensorFlow", "reading the weights", "preparing the network (first run)")
 TTA_HELP = ("Averages each photo's class probabilities with those of its mirror image, at twice "
@@ -106,9 +104,9 @@ def keep_keras_state() -> None:
     script_runner._clean_problem_modules = lambda: None
 
 
-@st.cache_resource(show_spinner=False)
 def server() -> SimpleNamespace:
-    """The process's serving state for where inference runs (see `serving_state`)."""
+    """The process's serving state for where inference runs (see `serving_state`; cached by the
+    URL, so a process that is started again with another endpoint gets its own)."""
     return serving_state(CONFIG.serve_url)
 
 
@@ -132,13 +130,17 @@ def serving_state(serve_url: str | None) -> SimpleNamespace:
 
 
 def _remote_predictor(url: str, source: Path | db.Variant):
-    """Runs in a loader thread: a client of the endpoint for one model (with its TTA); the
-    endpoint holds the network and batches across every client."""
-    from segdemo.serve_client import remote_predictor
+    """Runs in a loader thread: a client of the endpoint for one model (with its TTA), or for
+    each member of an ensemble row (averaged here); the endpoint holds the networks and batches
+    across every client."""
+    from segdemo.serve_client import RemoteEnsemble, remote_predictor
 
-    model, tta = (source.name, "none") if isinstance(source, Path) else (source.entry.id,
-                                                                           source.tta)
-    return remote_predictor(url, model, tta, db.DISPLAY_SIDE)
+    if isinstance(source, Path):
+        return remote_predictor(url, source.name, "none", db.DISPLAY_SIDE)
+    if source.ensemble:
+        return RemoteEnsemble([remote_predictor(url, part.entry.id, part.tta, db.DISPLAY_SIDE)
+                               for part in source.parts()], db.DISPLAY_SIDE)
+    return remote_predictor(url, source.entry.id, source.tta, db.DISPLAY_SIDE)
 
 
 def _load_predictor(slots: batching.ComputeSlots, state: SimpleNamespace,
@@ -412,7 +414,7 @@ def sidebar(entries: list[db.ModelEntry]) -> tuple[list[db.ModelEntry], list[db.
     tta = "none"
     if "flip" in TTA_MODES and sb.toggle("Flip TTA (mirror average)", key="tta", help=TTA_HELP):
         tta = "flip"
-    problem = REMOTE_ENSEMBLE if CONFIG.serve_url else db.ensemble_problem(chosen)
+    problem = db.ensemble_problem(chosen)
     ensemble = sb.toggle("Ensemble row", key="ensemble", disabled=problem is not None,
                          help=ENSEMBLE_HELP if problem is None else f"{problem} {ENSEMBLE_HELP}")
     sb.subheader("Image")

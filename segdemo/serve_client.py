@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import SimpleNamespace
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
 from segdemo.artifacts import ModelLoadError
-from segdemo.batching import PredictionFuture, Timed
+from segdemo.batching import PredictionFuture, Timed, shown_prediction
 from segdemo.classes import ClassInfo
 from segdemo.errors import SegDemoError
 from segdemo.images import bilinear
@@ -148,6 +150,64 @@ class RemotePredictor:
             future.set_exception(exc)
         else:
             future.set_result(timed)
+
+
+class RemoteEnsemble:
+    """The ensemble row on the endpoint: each member's copy of the photo goes to its served model
+    (batched there with everyone's photos), and their input-size probabilities are averaged here
+    at the largest member's input size, as `segdemo.ensemble.Ensemble` does in process, so the
+    Streamlit process still needs no TensorFlow. A member's failure fails the row."""
+
+    def __init__(self, members: Sequence[RemotePredictor], display_side: int = 1024):
+        if len(members) < 2:
+            raise ValueError("An ensemble needs at least two models.")
+        self.members, self.display_side = list(members), display_side
+        largest = max(members, key=lambda m: m.segmenter.input_size[0] * m.segmenter.input_size[1])
+        ids = "+".join(m.model_id for m in members)
+        self.segmenter = RemoteModel(f"ensemble({ids})", largest.segmenter.card)
+
+    def submit(self, image: Image.Image) -> PredictionFuture:
+        parts = [member.submit(image) for member in self.members]
+        future = PredictionFuture(lambda: max((p.ahead() or 0) for p in parts))
+        future.set_running_or_notify_cancel()
+        remaining, lock = [len(parts)], threading.Lock()
+
+        def one_done(_: Future) -> None:
+            with lock:  # the parts finish in different threads
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self._combine(parts, future)
+
+        for part in parts:
+            part.add_done_callback(one_done)
+        return future
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+
+    def _combine(self, parts: list[Future], future: PredictionFuture) -> None:
+        try:
+            timed = [part.result() for part in parts]
+            height, width = self.segmenter.input_size
+            total = None
+            for t in timed:
+                probabilities = t.value.input_probabilities
+                if probabilities.shape[:2] != (height, width):
+                    probabilities = bilinear(probabilities, (height, width))
+                total = probabilities if total is None else total + probabilities
+            average = (total / len(timed)).astype(np.float32)
+            mask, confidence = self.segmenter.full_mask(average, timed[0].value.size)
+            prediction = SimpleNamespace(mask=mask, confidence=confidence, seconds=sum(
+                t.value.seconds for t in timed), input_probabilities=average)
+            shown = shown_prediction(prediction, len(self.segmenter.classes), self.display_side)
+            result = Timed(shown, max(t.queue_seconds for t in timed),
+                           sum(t.network_seconds for t in timed), min(t.batch_size for t in timed))
+        except Exception as exc:  # noqa: BLE001 - the caller sees it on the future
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
 
 
 def remote_predictor(url: str, model_id: str, tta: str = "none",
