@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from segdemo.errors import SegDemoError
-from segdemo.artifacts import read_card, read_report, write_json
+from segdemo.artifacts import read_card, read_optional_json, read_report, write_json
 from segdemo.benchmark import default_weights_dir, discover
 from segdemo.classes import ClassInfo
 from segdemo.images import resize_nearest
@@ -200,9 +200,20 @@ def run_robustness(data: str | None, format: str | None = None,
             log(f"  {name:16}mIoU {_fmt(results[name]['miou'])}  pixel acc "
                 f"{_fmt(results[name]['pixel_accuracy'])}  ({time.perf_counter() - start:.0f} s)")
     json_path = Path(json_path) if json_path else weights_dir / REPORT_FILE
+    if model_ids:
+        report["models"] = {**_comparable_models(json_path, report), **report["models"]}
     write_json(json_path, report)
     log(f"written to {json_path}")
     return report
+
+
+def _comparable_models(json_path: Path, report: dict) -> dict:
+    """The other models' scores already in `json_path` when they were taken on the same photos
+    and shifts, so that re-scoring one model (`--models ID`) keeps the rest of the table."""
+    previous = read_optional_json(json_path)
+    same = isinstance(previous, dict) and isinstance(previous.get("models"), dict) and all(
+        previous.get(k) == report[k] for k in ("data", "format", "split", "images", "perturbations"))
+    return previous["models"] if same else {}
 
 
 def _fmt(value: float | None) -> str:

@@ -189,3 +189,19 @@ def test_table_shows_the_worst_drop_from_none():
     assert "| `a` | 0.800 | 0.500 | 0.700 | 0.300 (`dark`) |" in lines
     assert "| `b` | n/a | 0.500 | n/a | n/a |" in lines
     assert lines[-1] == "- `blur`: blurred"
+
+
+def test_rescoring_one_model_keeps_the_others_scored_on_the_same_photos(run, tmp_path):
+    data, weights = run
+    target = tmp_path / "kept.json"
+    args = ["robustness", "--weights", str(weights), "--data", str(data), "--json", str(target),
+            "--perturbations", "none", "dark", "--limit", "2"]
+    assert main(args) == 0
+    report = json.loads(target.read_text())
+    report["models"]["other"] = report["models"]["unet"]  # as if scored by an earlier run
+    target.write_text(json.dumps(report))
+    assert main(args + ["--models", "unet"]) == 0
+    assert json.loads(target.read_text())["models"].keys() == {"unet", "other"}
+    # on other photos (a different --limit) the old scores would not compare: they are dropped
+    assert main(args[:-1] + ["1", "--models", "unet"]) == 0
+    assert json.loads(target.read_text())["models"].keys() == {"unet"}
