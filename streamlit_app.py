@@ -124,21 +124,21 @@ def serving_state(serve_url: str | None) -> SimpleNamespace:
         warm_up_started=False)
     state.local_pool = batching.PredictorPool(partial(_load_predictor,
                                                       batching.ComputeSlots(COMPUTE_SLOTS), state))
-    state.pool = (batching.PredictorPool(partial(_remote_predictor, serve_url)) if serve_url
-                  else state.local_pool)
+    state.pool = (batching.PredictorPool(partial(_remote_predictor, serve_url, state))
+                  if serve_url else state.local_pool)
     return state
 
 
-def _remote_predictor(url: str, source: Path | db.Variant):
-    """Runs in a loader thread: a client of the endpoint for one model (with its TTA), or for
-    each member of an ensemble row (averaged here); the endpoint holds the networks and batches
-    across every client."""
+def _remote_predictor(url: str, state: SimpleNamespace, source: Path | db.Variant):
+    """Runs in a loader thread: a client of the endpoint for one model (with its TTA), or an
+    ensemble row averaging its members' clients (the same ones their own rows use); the endpoint
+    holds the networks and batches across every client."""
     from segdemo.serve_client import RemoteEnsemble, remote_predictor
 
     if isinstance(source, Path):
         return remote_predictor(url, source.name, "none", db.DISPLAY_SIDE)
     if source.ensemble:
-        return RemoteEnsemble([remote_predictor(url, part.entry.id, part.tta, db.DISPLAY_SIDE)
+        return RemoteEnsemble([state.pool.get(part.key, _source(part)).result()
                                for part in source.parts()], db.DISPLAY_SIDE)
     return remote_predictor(url, source.entry.id, source.tta, db.DISPLAY_SIDE)
 

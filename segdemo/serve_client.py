@@ -156,7 +156,8 @@ class RemoteEnsemble:
     """The ensemble row on the endpoint: each member's copy of the photo goes to its served model
     (batched there with everyone's photos), and their input-size probabilities are averaged here
     at the largest member's input size, as `segdemo.ensemble.Ensemble` does in process, so the
-    Streamlit process still needs no TensorFlow. A member's failure fails the row."""
+    Streamlit process still needs no TensorFlow. A member's failure fails the row; the members
+    are borrowed (the dashboard passes the clients its single-model rows use)."""
 
     def __init__(self, members: Sequence[RemotePredictor], display_side: int = 1024):
         if len(members) < 2:
@@ -184,8 +185,7 @@ class RemoteEnsemble:
         return future
 
     def close(self) -> None:
-        for member in self.members:
-            member.close()
+        """Nothing of its own to stop: the members are their own rows' clients."""
 
     def _combine(self, parts: list[Future], future: PredictionFuture) -> None:
         try:

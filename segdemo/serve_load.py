@@ -60,11 +60,14 @@ def _ms(values: Sequence[float]) -> dict:
 def run_level(client: ServeClient, model: str, photos: Sequence[bytes], clients: int,
               requests: int) -> dict:
     """`requests` photos sent by `clients` concurrent HTTP clients; what they saw."""
+    return drive(_http_send(client, model), photos, clients, requests)
+
+
+def _http_send(client: ServeClient, model: str) -> Callable[[bytes], tuple[float, int]]:
     def send(photo: bytes) -> tuple[float, int]:
         timings = client.segment_json(model, photo)["timings"]
         return timings["server_ms"] / 1000, int(timings["batch_size"])
-
-    return drive(send, photos, clients, requests)
+    return send
 
 
 def drive(send: Callable[[bytes], tuple[float, int]], photos: Sequence[bytes], clients: int,
@@ -134,11 +137,7 @@ def run_in_process(folder: Path, photos: Sequence[bytes], *, levels: Sequence[in
 
     log(f"{folder.name}: in process, batches of up to {max_batch}")
     try:
-        drive(send, photos, min(levels), WARM_UP_REQUESTS)
-        results = []
-        for clients in levels:
-            results.append(level := drive(send, photos, clients, requests))
-            _log_level(log, level)
+        results = _measure_levels(send, photos, levels, requests, log)
     finally:
         predictor.close()
     return {"engine": "in-process", "replicas": 1, "max_batch": max_batch, **stamp(),
@@ -146,19 +145,22 @@ def run_in_process(folder: Path, photos: Sequence[bytes], *, levels: Sequence[in
             "levels": results}
 
 
-def _log_level(log: Callable[[str], None], level: dict) -> None:
-    log(f"  {level['clients']} clients: {level['photos_per_s']} photos/s, p50 "
-        f"{level['latency_ms']['p50']} ms, p95 {level['latency_ms']['p95']} ms, "
-        f"{level['errors']} errors, mean batch {level['mean_batch']}")
-
-
 def measure(client: ServeClient, model: str, photos: Sequence[bytes], levels: Sequence[int],
             requests: int, log: Callable[[str], None]) -> list[dict]:
-    run_level(client, model, photos, min(levels), WARM_UP_REQUESTS)
+    return _measure_levels(_http_send(client, model), photos, levels, requests, log)
+
+
+def _measure_levels(send: Callable[[bytes], tuple[float, int]], photos: Sequence[bytes],
+                    levels: Sequence[int], requests: int,
+                    log: Callable[[str], None]) -> list[dict]:
+    """A warm-up at the lowest level, then each level of concurrent clients in turn."""
+    drive(send, photos, min(levels), WARM_UP_REQUESTS)
     results = []
     for clients in levels:
-        results.append(level := run_level(client, model, photos, clients, requests))
-        _log_level(log, level)
+        results.append(level := drive(send, photos, clients, requests))
+        log(f"  {clients} clients: {level['photos_per_s']} photos/s, p50 "
+            f"{level['latency_ms']['p50']} ms, p95 {level['latency_ms']['p95']} ms, "
+            f"{level['errors']} errors, mean batch {level['mean_batch']}")
     return results
 
 

@@ -71,7 +71,8 @@ def test_the_remote_ensemble_averages_as_the_in_process_ensemble(tmp_path):
     card_path.write_text(json.dumps({**card, "input_size": [48, 48]}))  # the larger member
     large = Segmenter.load(card_path.parent)
     local = Ensemble([small, large])
-    remote = RemoteEnsemble([_Member(small), _Member(large)], display_side=64)
+    members = [_Member(small), _Member(large)]
+    remote = RemoteEnsemble(members, display_side=64)
     assert remote.segmenter.input_size == (48, 48)
     try:
         for seed, size in enumerate([(97, 61), (40, 120)]):
@@ -88,7 +89,8 @@ def test_the_remote_ensemble_averages_as_the_in_process_ensemble(tmp_path):
             np.testing.assert_allclose(shown.shares, counts, atol=0.002)
             assert result.batch_size == 1 and result.network_seconds > 0
     finally:
-        remote.close()
+        for member in members:
+            member.close()
 
 
 def test_a_failing_member_fails_the_ensemble_row(tmp_path):
@@ -105,4 +107,5 @@ def test_a_failing_member_fails_the_ensemble_row(tmp_path):
         with pytest.raises(ServeRequestError, match="503: overloaded"):
             future.result(timeout=60)
     finally:
-        remote.close()
+        good.close()
+        broken.close()
