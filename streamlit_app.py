@@ -3,8 +3,10 @@
 
 Layout and widgets only; what is shown comes from `segdemo.dashboard`, `segdemo.plots`,
 `segdemo.cutout` and `segdemo.batch_export`. Each photo gets one row per model: input | mask |
-overlay | that model's training history. The mask's hover read-out (every class's probability
-under the pointer) and its photo/mask slider run in the browser, on data sent with the figure.
+overlay | that model's training history (an inline SVG: no charting library in the page). With
+*Pixel inspector* on, the mask becomes a Plotly figure whose hover read-out (every class's
+probability under the pointer) and photo/mask slider run in the browser, on data sent with it;
+it is off by default because loading Plotly costs every visitor's browser seconds of CPU.
 
 Inference goes through `segdemo.batching`: one queue per model (and per TTA / ensemble setting) in
 the process, shared by every session, which batches the photos waiting into one network call;
@@ -40,6 +42,7 @@ import app_video
 from segdemo import batch_export, batching, cutout
 from segdemo import dashboard as db
 from segdemo import plots
+from segdemo.history_svg import history_svg
 from segdemo.artifacts import ModelLoadError
 from segdemo.ensemble import Ensemble
 from segdemo.images import ImageError
@@ -65,6 +68,10 @@ LOAD_STAGES = ("starting TensorFlow", "reading the weights", "preparing the netw
 TTA_HELP = ("Averages each photo's class probabilities with those of its mirror image, at twice "
             "the network time. Measured on the test split: +0.009 mIoU for U-Net-MobileNetV2 "
             "(0.763 → 0.772) and +0.008 for DeepLabV3+-MobileNetV2 (0.766 → 0.774).")
+INSPECTOR_HELP = ("Makes each mask interactive: hover (or tap) for every class's probability "
+                  "there, and slide between the photo and the mask. Off by default: it loads a "
+                  "charting library into the page, which costs each browser seconds of work. "
+                  "A link ending in ?inspector=1 opens with it on.")
 ENSEMBLE_HELP = ("Adds a row that averages the chosen models' class probabilities (every chosen "
                  "network runs). Measured on the test split: U-Net-MobileNetV2 + "
                  "DeepLabV3+-MobileNetV2 reach 0.784 mIoU, against 0.766 for the better alone.")
@@ -256,10 +263,10 @@ def dataset(path: str, format: str):
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def history_chart(model_key: str, _entry: db.ModelEntry):
-    """A model's training-history figure, built once per weights file (it is the same in every
-    row of that model)."""
-    return plots.model_history_figure(_entry.history, db.best_epoch(_entry))
+def history_chart(model_key: str, _entry: db.ModelEntry) -> str:
+    """A model's training-history chart (inline SVG), built once per weights file (it is the same
+    in every row of that model)."""
+    return history_svg(_entry.history, db.best_epoch(_entry))
 
 
 def segmenter_for(row: db.Variant):
@@ -436,6 +443,8 @@ def sidebar(entries: list[db.ModelEntry]) -> tuple[list[db.ModelEntry], list[db.
     sb.subheader("Display")
     sb.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
     sb.toggle("Show legend", value=True, key="legend")
+    sb.toggle("Pixel inspector", value=st.query_params.get("inspector") == "1", key="inspector",
+              help=INSPECTOR_HELP)
     sb.toggle("Cut-out", value=False, key="cutout",
               help="The photo with the background made transparent (soft-edged along the "
                    "outline); its PNG download is under each overlay either way.")
@@ -558,9 +567,15 @@ def result_row(key: str, item: db.InputImage, row: db.Variant, timed: batching.T
         photo_col, mask_col, overlay_col, history_col = st.columns(4)
     photo_col.image(shown, caption="Input", width="stretch")
     with mask_col:
-        st.plotly_chart(inspect_chart(row, item, result), key=f"inspect_{key}",
-                        config=plots.STILL_CONFIG)
-        st.caption("Mask · hover or tap for each class's probability; slide to the photo.")
+        if st.session_state.get("inspector", False):
+            st.plotly_chart(inspect_chart(row, item, result), key=f"inspect_{key}",
+                            config=plots.STILL_CONFIG)
+            st.caption("Mask · hover or tap for each class's probability; slide to the photo.")
+        else:
+            st.image(colorize(db.shrink_array(result.mask, db.INSPECT_SIDE), classes),
+                     width="stretch")
+            st.caption("Mask · switch on *Pixel inspector* in the sidebar to read each class's "
+                       "probability under the pointer.")
         if st.session_state.get("legend", True):
             st.markdown(db.legend_html(classes), unsafe_allow_html=True)
             for note in db.class_notes(classes):
@@ -614,8 +629,7 @@ def history_panel(row: db.Variant, key: str) -> None:
     elif not entry.history:
         st.caption("Training history: no history.json.")
     else:
-        st.plotly_chart(history_chart(entry.cache_key, entry), key=f"history_{key}",
-                        config=plots.STILL_CONFIG)
+        st.markdown(history_chart(entry.cache_key, entry), unsafe_allow_html=True)
         kept = db.best_epoch(entry)
         text = f"Training history · weights kept from epoch {kept}" if kept else "Training history"
         st.caption(text + (" · TTA changes only inference" if row.tta != "none" else ""))

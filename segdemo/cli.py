@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--class-weights", type=_floats, help="one weight per class, e.g. 1,1,2")
     t.add_argument("--encoder-weights", default="none",
                    help="imagenet (download), none, or a path to a .weights.h5 file")
+    t.add_argument("--head-weights", metavar="NPZ",
+                   help="start DeepLabV3+ (--option head=mobile) from the PASCAL VOC DeepLab's "
+                        "head, e.g. ../shared/pretrained/deeplabv3_mnv2_pascal_head.npz")
+    t.add_argument("--freeze-head", action="store_true",
+                   help="freeze the --head-weights convolutions with the encoder")
     t.add_argument("--freeze-encoder-epochs", type=int, default=0,
                    help="train the decoder alone for this many epochs first")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
@@ -269,7 +274,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     config = TrainConfig(
         arch=args.arch, data=args.data, out=args.out, format=args.format, img_size=args.img_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
-        class_weights=args.class_weights, encoder_weights=weights,
+        class_weights=args.class_weights, encoder_weights=weights, head_weights=args.head_weights,
+        freeze_head=args.freeze_head,
         freeze_encoder_epochs=args.freeze_encoder_epochs, resume=args.resume,
         flip=not args.no_flip, scale=None if args.no_scale else args.scale,
         color_jitter=args.color_jitter, zoom_out=args.zoom_out, copy_paste=args.copy_paste,

@@ -1,5 +1,5 @@
-"""Plotly figures for the dashboard: training curves (all models overlaid, or one model's beside
-its masks), the mask inspector (class probabilities under the pointer, a photo/mask slider),
+"""Plotly figures for the dashboard: training curves (all models overlaid; one model's beside its
+masks is `history_svg`, without Plotly), the mask inspector (class probabilities under the pointer, a photo/mask slider),
 per-class IoU, confusion matrices and the map of where models disagree. Pure functions of plain
 data, so they are testable without a server.
 """
@@ -58,43 +58,6 @@ def history_figure(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
                       hovermode="x unified",
                       legend={"orientation": "h", "y": -0.22,
                               "title": {"text": "solid: training, dashed: validation  "}})
-    return fig
-
-
-def model_history_figure(history: Sequence[Mapping], kept_epoch: int | None = None) -> go.Figure:
-    """One model's training beside its masks: loss and val_loss above, val mIoU below, the kept
-    epoch marked on both; each point names its epoch on hover."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
-                        subplot_titles=("Loss", "Validation mIoU"))
-    epochs = [r.get("epoch", i + 1) for i, r in enumerate(history)]
-    curves = (("loss", 1, COLOURS[0], "solid"), ("val_loss", 1, COLOURS[1], "dash"),
-              ("val_miou", 2, COLOURS[2], "solid"))
-    for key, row, colour, dash in curves:
-        values = [_finite(r.get(key)) for r in history]
-        if all(v is None for v in values):
-            continue
-        fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=key, meta=key,
-                                 line={"color": colour, "dash": dash, "width": 1.5},
-                                 marker={"size": 3},
-                                 hovertemplate=f"epoch %{{x}}<br>{key} %{{y:.4f}}<extra></extra>"),
-                      row=row, col=1)
-    if kept_epoch is not None and kept_epoch in epochs:
-        fig.add_vline(x=kept_epoch, line={"color": "#888", "dash": "dot", "width": 1}, row="all",
-                      col=1)
-        miou = _finite(history[epochs.index(kept_epoch)].get("val_miou"))
-        if miou is not None:
-            fig.add_trace(go.Scatter(
-                x=[kept_epoch], y=[miou], mode="markers", name="kept", meta="kept",
-                marker={"symbol": "star", "size": 12, "color": "#d62728"},
-                hovertemplate="kept: epoch %{x}<br>val mIoU %{y:.4f}<extra></extra>"), row=2, col=1)
-    dtick = next((d for d in (1, 2, 5, 10, 20, 50) if d * 8 >= len(epochs)), 100)
-    fig.update_xaxes(tick0=1 if dtick == 1 else 0, dtick=dtick, fixedrange=True)
-    fig.update_xaxes(title_text="epoch", title_standoff=4, row=2, col=1)
-    fig.update_yaxes(fixedrange=True)
-    fig.update_layout(height=360, margin={"t": 24, "b": 8, "l": 8, "r": 8}, hovermode="closest",
-                      dragmode=False, legend={"orientation": "h", "y": -0.2, "yanchor": "top",
-                                              "x": 0, "font": {"size": 10}})
-    fig.update_annotations(font_size=12)
     return fig
 
 

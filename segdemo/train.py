@@ -31,6 +31,7 @@ from segdemo.inference import Segmenter
 from segdemo.losses import get_loss
 from segdemo.metrics import PixelAccuracy, confusion_matrix, mean_iou_metric, scores
 from segdemo.models import get_architecture
+from segdemo.models.voc_head import HEAD_BATCHNORM, HEAD_CONVS, load_voc_head
 
 CHECKPOINT_DIR = "checkpoint"
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_miou")
@@ -55,6 +56,8 @@ class TrainConfig:
     loss: str = "ce"
     class_weights: list[float] | None = None
     encoder_weights: str | None = None
+    head_weights: str | None = None
+    freeze_head: bool = False  # the pretrained head's convolutions freeze with the encoder
     freeze_encoder_epochs: int = 0
     resume: bool = False
     flip: bool = True
@@ -200,6 +203,8 @@ def train(config: TrainConfig) -> Path:
         model = arch.build(dataset.num_classes, input_size,
                            encoder_weights=None if resumed else config.encoder_weights,
                            **config.options)
+        if config.head_weights and not resumed:
+            load_voc_head(model, config.head_weights)
     twin = arch.build(dataset.num_classes, input_size, **config.options)
     if config.decoder_bn_momentum is not None:
         _set_decoder_bn_momentum(model, config.decoder_bn_momentum)
@@ -240,6 +245,11 @@ def train(config: TrainConfig) -> Path:
             encoder.trainable = not frozen
             if config.freeze_encoder_bn:
                 _freeze_batchnorm(encoder)
+        if config.head_weights:  # a pretrained head freezes with the encoder (see voc_head)
+            for name in HEAD_CONVS:
+                model.get_layer(name).trainable = not (frozen and config.freeze_head)
+            for name in HEAD_BATCHNORM:
+                model.get_layer(name).trainable = False
         with strategy.scope():
             _compile(model, config, dataset)
             if resumed and state["phase"] == phase and state["epoch"] > begin:
@@ -391,6 +401,8 @@ def _model_card(config: TrainConfig, arch, model: keras.Model, dataset: Dataset,
         "preprocessing": arch.preprocessing,
         "options": {**arch.options, **config.options},
         "encoder_weights": _encoder_weights_note(config, arch),
+        **({"head_weights": "PASCAL VOC DeepLabV3 head (ASPP 1x1, image pooling, projection) "
+                            f"from {Path(config.head_weights).name}"} if config.head_weights else {}),
         "dataset": {
             "name": dataset.name, "format": dataset.format, "root": str(config.data),
             "splits": {k: len(v) for k, v in dataset.splits.items()},

@@ -85,9 +85,9 @@ def inspectors(at: AppTest) -> list[dict]:
     return [f for f in figures(at) if f["layout"].get("sliders")]
 
 
-def histories(at: AppTest) -> list[dict]:
-    """The per-row training-history figures."""
-    return [f for f in figures(at) if any(t.get("meta") == "val_miou" for t in f["data"])]
+def histories(node) -> list[str]:
+    """The per-row training-history charts (inline SVG) under `node` (the app or a column)."""
+    return [m.value for m in node.markdown if 'aria-label="Training history"' in m.value]
 
 
 def decoded(spec) -> np.ndarray:
@@ -155,7 +155,9 @@ def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights)
     assert not at.exception and db.inference_calls == before + 2  # one per model
     shown = captions(at)
     assert shown.count("Input") == 2 and shown.count("Overlay (50% mask)") == 2
-    assert len(inspectors(at)) == 2 and len(histories(at)) == 2
+    assert not at.get("plotly_chart") and len(histories(at)) == 2  # no Plotly by default
+    at.toggle(key="inspector").set_value(True).run()
+    assert len(inspectors(at)) == 2 and db.inference_calls == before + 2
     legends = [m.value for m in at.markdown if "background" in m.value]
     assert len(legends) == 2 and all(name in legends[0] for name in CLASS_NAMES)
     assert sum("Covers: pet" in c.value for c in at.caption) == 2
@@ -190,9 +192,10 @@ def test_two_models_tabs_and_opacity_without_new_inference(monkeypatch, weights)
 
 
 def test_each_row_sets_input_mask_overlay_and_history_side_by_side(monkeypatch, weights):
-    """One row of four columns per model; the mask figure carries the probabilities its hover
-    read-out shows (whole percentages over the photo, as the kept probabilities say) and a
-    slider from photo to mask, and is built once; the history marks the kept epoch."""
+    """One row of four columns per model; the history (inline SVG) marks the kept epoch; with the
+    pixel inspector on, the mask figure carries the probabilities its hover read-out shows (whole
+    percentages over the photo, as the kept probabilities say) and a slider from photo to mask,
+    and is built once."""
     from segdemo import plots
     from segdemo.inference import Segmenter
 
@@ -204,8 +207,16 @@ def test_each_row_sets_input_mask_overlay_and_history_side_by_side(monkeypatch, 
     upload(at, ("cat.png", data))
     columns = at.columns
     assert len(columns) == 4  # input | mask | overlay | history, in that order
+    assert [len(c.image) for c in columns] == [1, 1, 1, 0]  # the mask is a plain image by default
+    assert [len(histories(c)) for c in columns] == [0, 0, 0, 1]
+    (history,) = histories(at)
+    assert "<title>kept: epoch 3, val_miou" in history and "<title>epoch 1: loss" in history
+    assert "weights kept from epoch 3" in " ".join(texts(at.caption))
+    assert not at.get("plotly_chart")
+    at.toggle(key="inspector").set_value(True).run()
+    columns = at.columns
     assert [len(c.image) for c in columns] == [1, 0, 1, 0]
-    assert [len(c.get("plotly_chart")) for c in columns] == [0, 1, 0, 1]
+    assert [len(c.get("plotly_chart")) for c in columns] == [0, 1, 0, 0]
     (inspector,) = inspectors(at)
     photo, mask, hover = inspector["data"]
     assert (photo["type"], mask["type"], hover["type"]) == ("image", "image", "heatmap")
@@ -216,10 +227,6 @@ def test_each_row_sets_input_mask_overlay_and_history_side_by_side(monkeypatch, 
         "x %{x}, y %{y}<br>pet: %{customdata[0]}%<br>background: %{customdata[1]}%")
     steps = inspector["layout"]["sliders"][0]["steps"]
     assert [s["args"] for s in steps][0] == [{"opacity": 0.0}, [1]]
-    (history,) = histories(at)
-    kept = next(t for t in history["data"] if t["meta"] == "kept")
-    assert kept["x"] == [3] and "epoch %{x}" in kept["hovertemplate"]
-    assert "weights kept from epoch 3" in " ".join(texts(at.caption))
     at.slider(key="opacity").set_value(0.3).run()
     at.toggle(key="legend").set_value(False).run()
     assert len(built) == 1 and len(inspectors(at)) == 1  # reruns reuse the figure

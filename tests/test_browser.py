@@ -122,7 +122,8 @@ PHONE = {"width": 390, "height": 844}
 
 def capture(url: str, photo: Path, screenshots: list[Path],
             training_shot: Path | None = None, viewport: dict = DESKTOP) -> dict:
-    """Upload `photo`, wait for the first row, hover its mask (so the read-out shows) and
+    """With the pixel inspector on, upload `photo`, wait for the first row, hover its mask (so
+    the read-out shows) and
     screenshot the Segment tab to every path in `screenshots` (the whole page on a desktop, the
     screen on a phone); then open the Training tab and wait for its plotly chart (screenshot
     optional). Returns what was seen: `loading` (a model-loading bar appeared while waiting) and
@@ -135,7 +136,7 @@ def capture(url: str, photo: Path, screenshots: list[Path],
         try:
             page = browser.new_page(viewport=viewport, has_touch=phone)
             page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(url, wait_until="domcontentloaded")
+            page.goto(f"{url}/?inspector=1", wait_until="domcontentloaded")
             page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(photo)
             loading = page.get_by_test_id("stProgress").filter(has_text="Loading")
             row = page.locator(ROW).first
@@ -158,16 +159,21 @@ def capture(url: str, photo: Path, screenshots: list[Path],
             browser.close()
 
 
-def wait_for_row(page) -> None:
-    """Until the first row's images are loaded and its two charts drawn."""
+HISTORY = "svg[aria-label='Training history']"
+
+
+def wait_for_row(page, inspector: bool = True) -> None:
+    """Until the first row's images are loaded, its history drawn and (with the pixel inspector
+    on) its mask figure."""
     from playwright.sync_api import expect
 
     row = page.locator(ROW).first
     overlay = row.get_by_test_id("stImage").filter(has_text="Overlay").locator("img")
     expect(overlay).to_have_js_property("complete", True, timeout=PAGE_TIMEOUT_MS)
-    expect(row.locator(".js-plotly-plot .slider-container")).to_be_attached(timeout=PAGE_TIMEOUT_MS)
-    expect(row.locator(".js-plotly-plot .scatterlayer .trace").first).to_be_attached(
-        timeout=PAGE_TIMEOUT_MS)
+    expect(row.locator(HISTORY)).to_be_attached(timeout=PAGE_TIMEOUT_MS)
+    if inspector:
+        expect(row.locator(".js-plotly-plot .slider-container")).to_be_attached(
+            timeout=PAGE_TIMEOUT_MS)
     _settle(page)
 
 
@@ -343,7 +349,7 @@ def test_row_hover_slider_and_cutout_in_a_real_browser(server, tmp_path):
             page.set_default_timeout(PAGE_TIMEOUT_MS)
             sent: list = []
             page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(frame)))
-            page.goto(served.url, wait_until="domcontentloaded")
+            page.goto(f"{served.url}/?inspector=1", wait_until="domcontentloaded")
             page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(photo)
             wait_for_row(page)
             row = page.locator(ROW).first
@@ -354,7 +360,7 @@ def test_row_hover_slider_and_cutout_in_a_real_browser(server, tmp_path):
             expect(columns.nth(0).get_by_test_id("stImage")).to_contain_text("Input")
             expect(columns.nth(1).locator(".slider-container")).to_contain_text("photo")
             expect(columns.nth(2).get_by_test_id("stImage")).to_contain_text("Overlay")
-            expect(columns.nth(3).locator(".js-plotly-plot")).to_contain_text("Validation mIoU")
+            expect(columns.nth(3).locator(HISTORY)).to_contain_text("Validation mIoU")
 
             before = len(sent)
             readings = [hover(page, fx, fy) for fx, fy in ((0.2, 0.3), (0.5, 0.5), (0.8, 0.7))]
@@ -420,7 +426,7 @@ def test_narrow_windows_stack_the_row_in_order(server, viewport):
         try:
             page = browser.new_page(viewport={"width": width, "height": height}, has_touch=True)
             page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(server[0].url, wait_until="domcontentloaded")
+            page.goto(f"{server[0].url}/?inspector=1", wait_until="domcontentloaded")
             page.get_by_role("button", name="Chelsea the cat").click()
             wait_for_row(page)
             columns = page.locator(ROW).first.get_by_test_id("stColumn")
@@ -434,6 +440,31 @@ def test_narrow_windows_stack_the_row_in_order(server, viewport):
             assert plot["width"] >= 250  # the mask stays readable
             reading = hover(page, 0.5, 0.5)
             assert sum(reading["percent"].values()) in range(97, 104)
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_the_default_row_loads_no_charting_library(server):
+    """By default the mask is an image and the history an inline SVG whose points name their
+    epoch on hover: the page never loads Plotly (seconds of CPU in every visitor's browser)."""
+    pytest.importorskip("playwright")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=DESKTOP)
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.goto(server[0].url, wait_until="domcontentloaded")
+            page.get_by_role("button", name="Chelsea the cat").click()
+            wait_for_row(page, inspector=False)
+            columns = page.locator(ROW).first.get_by_test_id("stColumn")
+            expect(columns.nth(1).get_by_test_id("stImage").locator("img")).to_have_js_property(
+                "complete", True)
+            points = columns.nth(3).locator(f"{HISTORY} circle title")
+            assert points.count() > 2 and points.first.text_content().startswith("epoch 1: loss ")
+            assert page.locator(".js-plotly-plot").count() == 0
         finally:
             browser.close()
 

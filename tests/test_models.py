@@ -236,3 +236,54 @@ def test_pretrained_dilated_mobilenet(output_stride, mobilenet_reference):
     assert_same_weights(encoder, mobilenet_reference)
     assert encoder.outputs[-1].shape[1:3] == (64 // output_stride,) * 2
     assert np.isfinite(predict(model, images((64, 64)))).all()
+
+
+def _fake_voc_head(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    """A head file in the VOC DeepLab layout (image-pooling branch first in the projection)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, shape in (("aspp0", (1, 1, 320, 256)), ("image_pooling", (1, 1, 320, 256)),
+                        ("concat_projection", (1, 1, 512, 256))):
+        arrays[f"{name}_kernel"] = rng.normal(0, 0.05, shape).astype("float32")
+        arrays[f"{name}_bias"] = rng.normal(0, 0.1, shape[-1]).astype("float32")
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_mobile_head_starts_from_voc_head(tmp_path):
+    """The loaded head computes the VOC DeepLab's ASPP exactly, from the BN-ed last feature."""
+    from segdemo.models.voc_head import load_voc_head
+
+    arrays = _fake_voc_head(tmp_path / "head.npz")
+    model = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), head="mobile")
+    assert not [layer for layer in model.layers if layer.name.startswith("aspp_rate")]
+    load_voc_head(model, tmp_path / "head.npz")
+    encoder = model.get_layer("encoder")
+    assert encoder.outputs[1] is encoder.get_layer("block_16_project_BN").output
+    probe = keras.Model(model.input, [encoder(model.input)[1], model.get_layer("aspp_proj_relu").output])
+    features, ours = (keras.ops.convert_to_numpy(t) for t in probe(images((64, 64)), training=False))
+
+    def conv(x, name):
+        return np.maximum(x @ arrays[f"{name}_kernel"][0, 0] + arrays[f"{name}_bias"], 0)
+
+    pooled = conv(features.mean(axis=(1, 2), keepdims=True), "image_pooling")
+    branches = [np.broadcast_to(pooled, features.shape[:3] + (256,)), conv(features, "aspp0")]
+    expected = conv(np.concatenate(branches, axis=-1), "concat_projection")
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_voc_head_refusals(tmp_path):
+    from segdemo.models.voc_head import HeadWeightsError, load_voc_head
+
+    mobile = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), head="mobile")
+    with pytest.raises(HeadWeightsError, match="nope.npz.*does not exist"):
+        load_voc_head(mobile, tmp_path / "nope.npz")
+    (tmp_path / "text.npz").write_text("not an archive")
+    with pytest.raises(HeadWeightsError, match="text.npz.*not a readable .npz"):
+        load_voc_head(mobile, tmp_path / "text.npz")
+    _fake_voc_head(tmp_path / "head.npz")
+    atrous = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64))
+    with pytest.raises(HeadWeightsError, match="head='mobile'"):
+        load_voc_head(atrous, tmp_path / "head.npz")
+    with pytest.raises(ValueError, match="head must be"):
+        build_model("deeplabv3plus_xception", 3, input_size=(64, 64), width=0.25, head="mobile")

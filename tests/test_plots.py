@@ -57,19 +57,6 @@ def test_disagreement_map_is_shrunk_and_titled_with_the_share():
     assert "25.0%" in fig.layout.title.text
 
 
-def test_one_models_history_marks_the_kept_epoch_and_names_epochs_on_hover():
-    history = [dict(r, val_miou=0.4 + r["epoch"] / 100) for r in _history(5)]
-    fig = plots.model_history_figure(history, kept_epoch=4)
-    assert [t.meta for t in fig.data] == ["loss", "val_loss", "val_miou", "kept"]
-    assert all("epoch %{x}" in t.hovertemplate for t in fig.data)
-    kept = fig.data[-1]
-    assert list(kept.x) == [4] and list(kept.y) == [0.44] and kept.marker.symbol == "star"
-    assert [s.x0 for s in fig.layout.shapes] == [4, 4]  # a line through both panels
-    assert fig.data[0].xaxis == "x" and fig.data[2].xaxis == "x2"  # loss above, mIoU below
-    unmarked = plots.model_history_figure(history, kept_epoch=9)  # not in the history
-    assert [t.meta for t in unmarked.data] == ["loss", "val_loss", "val_miou"] and not unmarked.layout.shapes
-
-
 def test_inspector_carries_probabilities_for_hover_and_a_photo_to_mask_slider():
     grid = np.zeros((3, 4, 3), np.uint8)
     grid[..., 0], grid[..., 1], grid[..., 2] = 70, 20, 10

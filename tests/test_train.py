@@ -183,3 +183,28 @@ def test_a_teacher_with_other_classes_is_refused(trained, tmp_path, capsys):
     assert main(["train", *TINY, "--data", str(data), "--epochs", "1", "--out",
                  str(tmp_path / "student"), "--teacher", str(other)]) != 0
     assert "must match in order" in capsys.readouterr().err
+
+
+def test_a_voc_head_starts_the_model_and_stays_frozen_with_the_encoder(tmp_path):
+    """--head-weights copies the head in; with --freeze-head and every epoch frozen, the kept
+    weights still hold it (and its BatchNorms their identity statistics); the card says so."""
+    from test_models import _fake_voc_head
+
+    from segdemo.models import build_model
+
+    data = make_oxford(tmp_path / "pets", trainval=8, test=2)
+    arrays = _fake_voc_head(tmp_path / "head.npz")
+    out = tmp_path / "model"
+    assert main(["train", "--arch", "deeplabv3plus_mobilenetv2", "--option", "head=mobile",
+                 "--img-size", "64", "--batch-size", "4", "--format", "oxford", "--data", str(data),
+                 "--epochs", "1", "--freeze-encoder-epochs", "1", "--freeze-head",
+                 "--head-weights", str(tmp_path / "head.npz"), "--out", str(out)]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["head_weights"].endswith("from head.npz") and card["options"]["head"] == "mobile"
+    model = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), head="mobile")
+    model.load_weights(out / "model.weights.h5")
+    np.testing.assert_array_equal(model.get_layer("aspp_1x1_conv").get_weights()[0],
+                                  arrays["aspp0_kernel"])
+    gamma, beta, mean, variance = model.get_layer("aspp_proj_bn").get_weights()
+    np.testing.assert_array_equal(beta, arrays["concat_projection_bias"])
+    assert (mean == 0).all() and np.allclose(variance, 1 - 1e-3)

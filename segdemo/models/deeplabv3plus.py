@@ -22,6 +22,11 @@ TAPS = {
     "xception": ("block3_sepconv2_bn", "block14_sepconv2_act"),
 }
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+# head="mobile": the mobile DeepLabV3 head (a 1x1 branch and image pooling, no atrous branches),
+# the layout of the PASCAL VOC DeepLab, so its head weights load (segdemo.models.voc_head). It
+# reads the last feature after its BatchNorm, as that model does.
+HEADS = ("atrous", "mobile")
+MOBILE_LAST_TAP = {"mobilenetv2": "block_16_project_BN"}
 FILTERS = 256
 LOW_LEVEL_FILTERS = 48
 
@@ -29,25 +34,30 @@ LOW_LEVEL_FILTERS = 48
 def build_deeplabv3plus(num_classes: int, input_size: tuple[int, int] = (224, 224),
                         encoder_weights: str | os.PathLike | None = None, *,
                         backbone: str = "mobilenetv2", output_stride: int = 16,
-                        width: float = 1.0, dropout: float = 0.1,
+                        width: float = 1.0, dropout: float = 0.1, head: str = "atrous",
                         name: str | None = None) -> keras.Model:
     """Logits (N, H, W, num_classes) for inputs (N, H, W, 3) scaled to [-1, 1]; H, W % 32 == 0.
 
-    `width` slims Xception's channels (MobileNetV2 only has 1.0); `dropout` follows ASPP.
+    `width` slims Xception's channels (MobileNetV2 only has 1.0); `dropout` follows ASPP;
+    `head` is "atrous" (the paper's ASPP) or "mobile" (see HEADS).
     """
     name = name or f"deeplabv3plus_{backbone}"
     if backbone not in TAPS:
         raise ValueError(f"{name}: backbone must be one of {', '.join(TAPS)}, got {backbone!r}.")
     if output_stride not in ASPP_RATES:
         raise ValueError(f"{name}: output_stride must be 16 or 8, got {output_stride!r}.")
+    if head not in HEADS or (head == "mobile" and backbone not in MOBILE_LAST_TAP):
+        raise ValueError(f"{name}: head must be 'atrous' or, on {', '.join(MOBILE_LAST_TAP)}, "
+                         f"'mobile'; got {head!r}.")
     check_num_classes(num_classes)
     height, width_px = check_input_size(input_size, 32, name)
     inputs = keras.Input(shape=(height, width_px, 3), name="image")
-    encoder = build_encoder(backbone, (height, width_px, 3), TAPS[backbone],
+    taps = TAPS[backbone] if head == "atrous" else (TAPS[backbone][0], MOBILE_LAST_TAP[backbone])
+    encoder = build_encoder(backbone, (height, width_px, 3), taps,
                             output_stride=output_stride, width=width,
                             encoder_weights=encoder_weights)
     low_level, x = encoder(inputs)
-    x = aspp(x, FILTERS, ASPP_RATES[output_stride], dropout)
+    x = aspp(x, FILTERS, ASPP_RATES[output_stride] if head == "atrous" else (), dropout)
     low_level = conv_bn_relu(low_level, LOW_LEVEL_FILTERS, 1, "decoder_low_level")
     x = resize_to(x, tuple(low_level.shape[1:3]), "decoder_upsample")
     x = layers.Concatenate(name="decoder_concat")([x, low_level])
