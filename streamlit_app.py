@@ -61,13 +61,14 @@ COMPUTE_SLOTS, MAX_BATCH, MAX_WAIT_S = 1, batching.DEFAULT_MAX_BATCH, batching.D
 RESULT_BYTES = 192 * 2**20  # finished results: display-sized masks + input-size probabilities
 PHOTO_BYTES = 320 * 2**20   # decoded photos (full resolution, for inference and downloads) + shrunk
 FIGURE_BYTES = 64 * 2**20   # the rows' mask figures (~0.2 MB each: probabilities + small images)
-WAIT_POLL_S = 0.25          # how often a waiting page updates its queue line
+WAIT_POLL_S = 0.25          # how often a waiting page checks its queue line
+WAIT_STEP_S = 5             # the line counts the wait in steps this long (see _wait)
 WARM_UP_DELAY_S = 3.0       # after the first page view, before the default model starts loading
 # A model's load, in order, for its progress bar (the first load starts TensorFlow).
 LOAD_STAGES = ("starting TensorFlow", "reading the weights", "preparing the network (first run)")
 TTA_HELP = ("Averages each photo's class probabilities with those of its mirror image, at twice "
             "the network time. Measured on the test split: +0.009 mIoU for U-Net-MobileNetV2 "
-            "(0.763 → 0.772) and +0.008 for DeepLabV3+-MobileNetV2 (0.766 → 0.774).")
+            "(0.763 → 0.772) and +0.008 for an earlier DeepLabV3+-MobileNetV2 (0.766 → 0.774).")
 INSPECTOR_HELP = ("Makes each mask interactive: hover (or tap) for every class's probability "
                   "there, and slide between the photo and the mask. Off by default: it loads a "
                   "charting library into the page, which costs each browser seconds of work. "
@@ -331,10 +332,11 @@ def predict(row: db.Variant, image: db.InputImage,
 
 def _wait(future: Future, row: db.Variant, name: str, progress: BatchProgress | None) -> None:
     """Wait with the page alive: while the model loads, a bar names its stage; then a line says
-    where the photo is (photos ahead, being segmented); both count the seconds waited. They are
-    re-sent only when their text changes (each update costs every waiting browser a re-render);
-    each update also lets Streamlit stop the run when a widget changes, while the request
-    carries on into the cache."""
+    where the photo is (photos ahead, being segmented); both count the seconds waited, in steps of
+    WAIT_STEP_S. They are re-sent only when their text changes: each update costs the waiting
+    browser a re-render, and a per-second count made 16 waiting browsers redraw every second;
+    each update also lets Streamlit stop the run when a widget changes (so within WAIT_STEP_S
+    while a photo waits), while the request carries on into the cache."""
     line = st.empty()
     start, shown = time.monotonic(), ""
     stage_key = row.entry.folder if row.plain else row.key
@@ -348,7 +350,8 @@ def _wait(future: Future, row: db.Variant, name: str, progress: BatchProgress | 
             break
         if progress is not None:
             progress.update()
-        ahead, waited = future.ahead(), f"{time.monotonic() - start:.0f} s"
+        ahead, elapsed = future.ahead(), int(time.monotonic() - start)
+        waited = f"{elapsed - elapsed % WAIT_STEP_S} s"
         if ahead is None:
             stage = server().stages.get(stage_key, "waiting for its models")
             text = f"⏳ Loading {row.title}: {stage} · {waited}"

@@ -225,6 +225,10 @@ def training_recipe(card: dict) -> str | None:
     elif encoder:
         parts.append(f"encoder: {encoder.split(' from ')[0]}"
                      + (", its BatchNorm statistics kept" if config.get("freeze_encoder_bn") else ""))
+    if card.get("head_weights"):
+        frozen = config.get("freeze_encoder_epochs") if config.get("freeze_head") else 0
+        parts.append("head: PASCAL VOC DeepLabV3"
+                     + (f", frozen with the encoder for {frozen} epochs" if frozen else ""))
     if config.get("zoom_out"):
         parts.append(f"zoom-out {config['zoom_out']:g}")
     if config.get("copy_paste"):

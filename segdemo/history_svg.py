@@ -28,11 +28,11 @@ def _finite(value) -> float | None:
 
 
 def _ticks(low: float, high: float) -> list[float]:
-    """Two or three round values spanning [low, high], for the y axis labels."""
+    """Two to five round values within [low, high], for the y axis labels."""
     if high <= low:
         return [low]
     step = 10 ** math.floor(math.log10(high - low))
-    step *= next(m for m in (1, 2, 5, 10) if (high - low) / (step * m) <= 3)
+    step *= next(m for m in (1, 2, 5, 10) if (high - low) / (step * m) <= 4)
     first = math.ceil(low / step) * step
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 

@@ -50,3 +50,9 @@ def test_gaps_missing_curves_and_unknown_kept_epoch():
     assert "val_loss" not in svg
     ET.fromstring(history_svg([]))  # nothing to draw is still a valid (empty) chart
 
+
+
+def test_every_panel_labels_at_least_two_values():
+    root = ET.fromstring(history_svg([{"epoch": 1, "loss": 1.25}, {"epoch": 2, "loss": 0.6}]))
+    labels = [float(t.text) for t in root.findall(f"{SVG}text") if t.get("text-anchor") == "end"]
+    assert len(labels) >= 2 and all(0.5 < v < 1.35 for v in labels)

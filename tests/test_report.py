@@ -219,6 +219,19 @@ def test_recipes_table_says_how_each_model_was_trained(tmp_path, capsys):
                         "0.5); minor breeds held out | 0.710 | 40 | 25 min |")
 
 
+def test_recipe_names_a_pretrained_head_and_whether_it_was_frozen():
+    from segdemo.artifacts import training_recipe
+
+    card = {"encoder_weights": "PASCAL VOC segmentation-pretrained mobilenetv2 from x.weights.h5",
+            "head_weights": "PASCAL VOC DeepLabV3 head (...) from head.npz",
+            "config": {"epochs": 16, "img_size": 384, "loss": "ce", "freeze_encoder_epochs": 16}}
+    assert training_recipe(card) == ("16 epochs at 384 px; cross-entropy; encoder: PASCAL VOC "
+                                     "segmentation-pretrained mobilenetv2; head: PASCAL VOC DeepLabV3")
+    card["config"]["freeze_head"] = True
+    assert training_recipe(card).endswith("head: PASCAL VOC DeepLabV3, frozen with the encoder "
+                                          "for 16 epochs")
+
+
 def test_candidates_table_shows_each_run_beside_the_shipped_model(tmp_path, capsys):
     entry = {"model": "unet", "recipe": "16 epochs at 224 px", "best_val_miou": 0.73,
              "test": {"miou": 0.77, "foreground_iou": 0.88, "boundary_f": 0.74},

@@ -190,8 +190,6 @@ def test_a_voc_head_starts_the_model_and_stays_frozen_with_the_encoder(tmp_path)
     weights still hold it (and its BatchNorms their identity statistics); the card says so."""
     from test_models import _fake_voc_head
 
-    from segdemo.models import build_model
-
     data = make_oxford(tmp_path / "pets", trainval=8, test=2)
     arrays = _fake_voc_head(tmp_path / "head.npz")
     out = tmp_path / "model"
@@ -201,8 +199,9 @@ def test_a_voc_head_starts_the_model_and_stays_frozen_with_the_encoder(tmp_path)
                  "--head-weights", str(tmp_path / "head.npz"), "--out", str(out)]) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["head_weights"].endswith("from head.npz") and card["options"]["head"] == "mobile"
-    model = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), head="mobile")
-    model.load_weights(out / "model.weights.h5")
+    from segdemo.inference import Segmenter
+
+    model = Segmenter.load(out).model  # the card's options rebuild the mobile head
     np.testing.assert_array_equal(model.get_layer("aspp_1x1_conv").get_weights()[0],
                                   arrays["aspp0_kernel"])
     gamma, beta, mean, variance = model.get_layer("aspp_proj_bn").get_weights()
