@@ -2,7 +2,7 @@
 [--serve-url URL]`.
 
 Layout and widgets only; what is shown comes from `segdemo.dashboard`, `segdemo.plots`,
-`segdemo.cutout` and `segdemo.batch_export`. Each photo gets one row per model: input | mask |
+`segdemo.history_svg`, `segdemo.cutout` and `segdemo.batch_export`. Each photo gets one row per model: input | mask |
 overlay | that model's training history (an inline SVG: no charting library in the page). With
 *Pixel inspector* on, the mask becomes a Plotly figure whose hover read-out (every class's
 probability under the pointer) and photo/mask slider run in the browser, on data sent with it;
@@ -42,9 +42,9 @@ import app_video
 from segdemo import batch_export, batching, cutout
 from segdemo import dashboard as db
 from segdemo import plots
-from segdemo.history_svg import history_svg
 from segdemo.artifacts import ModelLoadError
 from segdemo.ensemble import Ensemble
+from segdemo.history_svg import history_svg
 from segdemo.images import ImageError
 from segdemo.inference import TTA_MODES, colorize, mask_png, overlay, png_bytes
 from streamlit.runtime.uploaded_file_manager import DeletedFile
@@ -74,7 +74,7 @@ INSPECTOR_HELP = ("Makes each mask interactive: hover (or tap) for every class's
                   "charting library into the page, which costs each browser seconds of work. "
                   "A link ending in ?inspector=1 opens with it on.")
 ENSEMBLE_HELP = ("Adds a row that averages the chosen models' class probabilities (every chosen "
-                 "network runs). Measured on the test split: U-Net-MobileNetV2 + "
+                 "network runs). Measured on the test split: U-Net-MobileNetV2 + an earlier "
                  "DeepLabV3+-MobileNetV2 reach 0.784 mIoU, against 0.766 for the better alone.")
 # The Segment tab's rows (input | mask | overlay | history) stack in that order on windows
 # narrower than 700 px (Streamlit stacks columns only from 640 px down); the cut-out shows its
