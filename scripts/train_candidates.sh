@@ -63,14 +63,17 @@ ARGS+=(
 HEAD=../shared/pretrained/deeplabv3_mnv2_pascal_head.npz
 # Fine-tuned whole, it gains on the test split (0.795) but forgets on the probe (pet-vs-background
 # 0.863, below the zero-shot 0.934): the _frozen run keeps the VOC encoder and head fixed and
-# trains only the decoder; the _cp run adds copy-paste (other photos' pets on each photo).
+# trains only the decoder; the _cp run adds copy-paste (other photos' pets on each photo); the
+# _frozen8 run frees the encoder and head for the second half only, at the cosine's lower rates.
 VOCHEAD="--img-size 384 --encoder-weights $VOC --head-weights $HEAD --option head=mobile"
 ARCH+=([deeplabv3plus_mobilenetv2_vochead384]=deeplabv3plus_mobilenetv2
        [deeplabv3plus_mobilenetv2_vochead384_frozen]=deeplabv3plus_mobilenetv2
-       [deeplabv3plus_mobilenetv2_vochead384_cp]=deeplabv3plus_mobilenetv2)
+       [deeplabv3plus_mobilenetv2_vochead384_cp]=deeplabv3plus_mobilenetv2
+       [deeplabv3plus_mobilenetv2_vochead384_frozen8]=deeplabv3plus_mobilenetv2)
 ARGS+=([deeplabv3plus_mobilenetv2_vochead384]="--epochs 16 --lr 3e-4 $VOCHEAD"
        [deeplabv3plus_mobilenetv2_vochead384_frozen]="--epochs 16 --lr 1e-3 --freeze-encoder-epochs 16 --freeze-head $VOCHEAD"
-       [deeplabv3plus_mobilenetv2_vochead384_cp]="--epochs 16 --lr 3e-4 --copy-paste 0.5 $VOCHEAD")
+       [deeplabv3plus_mobilenetv2_vochead384_cp]="--epochs 16 --lr 3e-4 --copy-paste 0.5 $VOCHEAD"
+       [deeplabv3plus_mobilenetv2_vochead384_frozen8]="--epochs 16 --lr 5e-4 --freeze-encoder-epochs 8 --freeze-head $VOCHEAD")
 ORDER=(unet_mobilenetv2_voc224 unet_mobilenetv2_imagenet224 deeplabv3plus_mobilenetv2_voc288
        deeplabv3plus_mobilenetv2_imagenet288 unet_distill160 fcn8s_vgg16_distill224
        deeplabv3plus_xception_distill224)

@@ -280,23 +280,26 @@ def train(config: TrainConfig) -> Path:
     return out
 
 
-def recalibrate_batchnorm(model: keras.Model, batches: Iterable) -> int:
-    """Set every BatchNormalization layer's moving statistics to their mean over `batches`.
+def recalibrate_batchnorm(model: keras.Model, batches: Iterable, skip: Iterable[str] = ()) -> int:
+    """Set every BatchNormalization layer's moving statistics (but those named in `skip`) to
+    their mean over `batches`.
 
     During training the moving averages trail the weights (momentum 0.99, and 0.999 in the
     MobileNetV2 encoder, over a few hundred steps on a small dataset), so inference-mode masks come
     out worse than training-mode ones. Re-estimating them at the final weights, as SWA does, closes
     that gap. Returns the number of images seen.
     """
-    norms = [layer for layer in _nested_layers(model)
+    skip = set(skip)
+    every = [layer for layer in _nested_layers(model)
              if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = [layer for layer in every if layer.name not in skip]
     if not norms:
         return 0
-    saved = [(layer.momentum, layer.trainable) for layer in norms]
+    saved = [(layer.momentum, layer.trainable) for layer in every]
     seen = 0
     try:
-        for layer in norms:
-            layer.trainable = True  # a frozen BatchNormalization ignores training=True
+        for layer in every:  # a frozen BatchNormalization ignores training=True
+            layer.trainable = layer.name not in skip
         for count, batch in enumerate(batches, start=1):
             images = batch[0] if isinstance(batch, (tuple, list)) else batch
             for layer in norms:  # momentum (k-1)/k makes the moving value the running mean
@@ -304,7 +307,7 @@ def recalibrate_batchnorm(model: keras.Model, batches: Iterable) -> int:
             model(images, training=True)
             seen += int(images.shape[0])
     finally:
-        for layer, (momentum, trainable) in zip(norms, saved):
+        for layer, (momentum, trainable) in zip(every, saved):
             layer.momentum, layer.trainable = momentum, trainable
     return seen
 
@@ -318,7 +321,8 @@ def _recalibrate_if_better(model: keras.Model, dataset: Dataset, preprocessing: 
     before = _val_miou(model, val_ds, dataset)
     weights = model.get_weights()
     batches = make_tf_dataset(dataset, "train", input_size, preprocessing, config.batch_size)
-    images = recalibrate_batchnorm(model, batches)
+    # A loaded VOC head's BatchNorms only add its folded biases: their "statistics" are not ones.
+    images = recalibrate_batchnorm(model, batches, HEAD_BATCHNORM if config.head_weights else ())
     after = _val_miou(model, val_ds, dataset)
     kept = images > 0 and after >= before
     if not kept:

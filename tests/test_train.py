@@ -133,6 +133,19 @@ def test_recalibration_sets_moving_statistics_to_the_mean_over_batches():
     assert keras.ops.convert_to_numpy(model.get_layer("outer_bn").moving_mean).any()
 
 
+def test_recalibration_skips_the_layers_it_is_told_to():
+    """A loaded VOC head's BatchNorms hold biases, not statistics: recalibration leaves them."""
+    import keras
+
+    x = keras.Input((4, 4, 2))
+    head = keras.layers.BatchNormalization(name="aspp_proj_bn")
+    model = keras.Model(x, keras.layers.BatchNormalization(name="decoder_bn")(head(x)))
+    batches = [(np.full((3, 4, 4, 2), 5.0, "float32"), None)]
+    assert recalibrate_batchnorm(model, batches, skip=["aspp_proj_bn"]) == 3
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(head.moving_mean), 0.0)
+    assert keras.ops.convert_to_numpy(model.get_layer("decoder_bn").moving_mean).any()
+
+
 def test_recalibration_leaves_models_without_batchnorm_alone():
     import keras
 
