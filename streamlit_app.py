@@ -575,8 +575,7 @@ def result_row(key: str, item: db.InputImage, row: db.Variant, timed: batching.T
                             config=plots.STILL_CONFIG)
             st.caption("Mask · hover or tap for each class's probability; slide to the photo.")
         else:
-            st.image(colorize(db.shrink_array(result.mask, db.INSPECT_SIDE), classes),
-                     width="stretch")
+            st.image(mask_image(row, result), width="stretch")
             st.caption("Mask · switch on *Pixel inspector* in the sidebar to read each class's "
                        "probability under the pointer.")
         if st.session_state.get("legend", True):
@@ -606,15 +605,20 @@ def result_row(key: str, item: db.InputImage, row: db.Variant, timed: batching.T
         st.warning(note)
 
 
+def mask_image(row: db.Variant, result: batching.ShownPrediction) -> Image.Image:
+    """The coloured mask at the size the mask column shows it (plain, or in the inspector)."""
+    return Image.fromarray(colorize(db.shrink_array(result.mask, db.INSPECT_SIDE), row.classes))
+
+
 def inspect_chart(row: db.Variant, item: db.InputImage, result: batching.ShownPrediction):
     """The mask figure with the hover read-out, from the kept results (no inference), made once
     per (row, photo) while it stays in the figure cache."""
     key = (row.key, item.digest)
     if (figure := server().figures.get(key)) is None:
         small = db.shrink(display_photo(item), db.INSPECT_SIDE)
-        mask = Image.fromarray(colorize(db.shrink_array(result.mask, db.INSPECT_SIDE), row.classes))
         grid = db.probability_grid(result.input_probabilities, result.size)
-        figure = plots.inspect_figure(small, mask, grid, result.size, [c.name for c in row.classes])
+        figure = plots.inspect_figure(small, mask_image(row, result), grid, result.size,
+                                      [c.name for c in row.classes])
         server().figures.put(key, figure)
     return figure
 

@@ -15,16 +15,14 @@ import math
 from collections.abc import Mapping, Sequence
 from html import escape
 
+from segdemo.plots import finite
+
 WIDTH, PANEL_HEIGHT, GAP = 300, 110, 34
 LEFT, RIGHT, TOP, BOTTOM = 40, 8, 18, 30
 # (panel title, [(history key, colour, dashed)]), in the colours of the Training tab (plots.COLOURS)
 PANELS = (("Loss", (("loss", "#636efa", False), ("val_loss", "#ef553b", True))),
           ("Validation mIoU", (("val_miou", "#00cc96", False),)))
 KEPT_COLOUR = "#d62728"
-
-
-def _finite(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _ticks(low: float, high: float) -> list[float]:
@@ -41,7 +39,7 @@ def history_svg(history: Sequence[Mapping], kept_epoch: int | None = None) -> st
     """Loss and val_loss above, val mIoU below, the kept epoch marked on both (a dotted line and
     a star); hovering a point shows its epoch and value. Gaps (missing or NaN values) are skipped."""
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(history)]
-    panels = [(title, [(key, colour, dashed, [_finite(r.get(key)) for r in history])
+    panels = [(title, [(key, colour, dashed, [finite(r.get(key)) for r in history])
                        for key, colour, dashed in curves])
               for title, curves in PANELS]
     panels = [(t, [c for c in curves if any(v is not None for v in c[3])]) for t, curves in panels]

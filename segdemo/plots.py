@@ -1,7 +1,7 @@
 """Plotly figures for the dashboard: training curves (all models overlaid; one model's beside its
-masks is `history_svg`, without Plotly), the mask inspector (class probabilities under the pointer, a photo/mask slider),
-per-class IoU, confusion matrices and the map of where models disagree. Pure functions of plain
-data, so they are testable without a server.
+masks is `history_svg`, without Plotly), the mask inspector (class probabilities under the
+pointer, a photo/mask slider), per-class IoU, confusion matrices and the map of where models
+disagree. Pure functions of plain data, so they are testable without a server.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def history_figure(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
             for key, dash in ((train_key, "solid"), (val_key, "dash")):
                 if key is None:
                     continue
-                values = [_finite(r.get(key)) for r in history]
+                values = [finite(r.get(key)) for r in history]
                 if all(v is None for v in values):
                     continue
                 fig.add_trace(go.Scatter(  # one legend entry per model; the curve is on hover
@@ -118,7 +118,8 @@ def _escape(text: str) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _finite(value) -> float | None:
+def finite(value) -> float | None:
+    """The value as a float, or None for a missing, non-numeric or non-finite one (a gap)."""
     return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
 
 
@@ -128,7 +129,7 @@ def iou_bars(per_model: Mapping[str, Mapping[str, float | None]]) -> go.Figure:
     for m, (model, ious) in enumerate(per_model.items()):
         names = list(ious)
         fig.add_trace(go.Bar(
-            x=names, y=[_finite(ious[n]) for n in names], name=model,
+            x=names, y=[finite(ious[n]) for n in names], name=model,
             marker_color=COLOURS[m % len(COLOURS)], texttemplate="%{y:.2f}",
             hovertemplate=f"{model}<br>%{{x}}: IoU %{{y:.3f}}<extra></extra>"))
     fig.update_layout(barmode="group", height=340, yaxis={"range": [0, 1], "title": "IoU"},
