@@ -74,6 +74,14 @@ ARGS+=([deeplabv3plus_mobilenetv2_vochead384]="--epochs 16 --lr 3e-4 $VOCHEAD"
        [deeplabv3plus_mobilenetv2_vochead384_frozen]="--epochs 16 --lr 1e-3 --freeze-encoder-epochs 16 --freeze-head $VOCHEAD"
        [deeplabv3plus_mobilenetv2_vochead384_cp]="--epochs 16 --lr 3e-4 --copy-paste 0.5 $VOCHEAD"
        [deeplabv3plus_mobilenetv2_vochead384_frozen8]="--epochs 16 --lr 5e-4 --freeze-encoder-epochs 8 --freeze-head $VOCHEAD")
+# The _prior runs keep the VOC classifier too (frozen) and add its pet-vs-background
+# log-probabilities to the decoder's logits (--option voc_prior=true, see deeplabv3plus.PetPrior):
+# the decoder starts from the zero-shot cut-out and learns the border and corrections on top.
+PRIOR="$VOCHEAD --option voc_prior=true"
+ARCH+=([deeplabv3plus_mobilenetv2_vochead384_prior_frozen]=deeplabv3plus_mobilenetv2
+       [deeplabv3plus_mobilenetv2_vochead384_prior_frozen8]=deeplabv3plus_mobilenetv2)
+ARGS+=([deeplabv3plus_mobilenetv2_vochead384_prior_frozen]="--epochs 16 --lr 1e-3 --freeze-encoder-epochs 16 --freeze-head $PRIOR"
+       [deeplabv3plus_mobilenetv2_vochead384_prior_frozen8]="--epochs 16 --lr 5e-4 --freeze-encoder-epochs 8 --freeze-head $PRIOR")
 ORDER=(unet_mobilenetv2_voc224 unet_mobilenetv2_imagenet224 deeplabv3plus_mobilenetv2_voc288
        deeplabv3plus_mobilenetv2_imagenet288 unet_distill160 fcn8s_vgg16_distill224
        deeplabv3plus_xception_distill224)

@@ -31,7 +31,8 @@ from segdemo.inference import Segmenter
 from segdemo.losses import get_loss
 from segdemo.metrics import PixelAccuracy, confusion_matrix, mean_iou_metric, scores
 from segdemo.models import get_architecture
-from segdemo.models.voc_head import HEAD_BATCHNORM, HEAD_CONVS, load_voc_head
+from segdemo.models.voc_head import (EXAMPLE_HEAD_FILE, HEAD_BATCHNORM, HEAD_CONVS,
+                                     load_voc_head)
 
 CHECKPOINT_DIR = "checkpoint"
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_miou")
@@ -197,6 +198,8 @@ def train(config: TrainConfig) -> Path:
         if not dataset.splits.get(split):
             raise TrainError(f"The dataset at {dataset.root} has no images in its {split!r} split.")
     input_size = (config.img_size, config.img_size) if config.img_size else arch.input_size
+    if config.options.get("voc_prior"):
+        _check_voc_prior(config, dataset)
 
     strategy = distribution_strategy()
     with strategy.scope():
@@ -357,6 +360,17 @@ def _set_decoder_bn_momentum(model: keras.Model, momentum: float) -> None:
     for layer in _nested_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and id(layer) not in inside:
             layer.momentum = momentum
+
+
+def _check_voc_prior(config: TrainConfig, dataset) -> None:
+    """The prior is the VOC classifier's pet vs background: it needs those weights and classes."""
+    names = [c.name for c in dataset.classes][:2]
+    if not config.head_weights:
+        raise TrainError("--option voc_prior=true needs --head-weights (the VOC DeepLab head, "
+                         f"such as {EXAMPLE_HEAD_FILE}): without it the prior is random.")
+    if names != ["pet", "background"]:
+        raise TrainError("--option voc_prior=true needs the classes pet and background first "
+                         f"(as in Oxford-IIIT Pet); this dataset starts with {', '.join(names)}.")
 
 
 def _freeze_batchnorm(model: keras.Model) -> None:

@@ -238,12 +238,13 @@ def test_pretrained_dilated_mobilenet(output_stride, mobilenet_reference):
     assert np.isfinite(predict(model, images((64, 64)))).all()
 
 
-def _fake_voc_head(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
+def _fake_voc_head(path: Path, seed: int = 0, logits: bool = True) -> dict[str, np.ndarray]:
     """A head file in the VOC DeepLab layout (image-pooling branch first in the projection)."""
     rng = np.random.default_rng(seed)
     arrays = {}
-    for name, shape in (("aspp0", (1, 1, 320, 256)), ("image_pooling", (1, 1, 320, 256)),
-                        ("concat_projection", (1, 1, 512, 256))):
+    shapes = [("aspp0", (1, 1, 320, 256)), ("image_pooling", (1, 1, 320, 256)),
+              ("concat_projection", (1, 1, 512, 256))] + [("logits", (1, 1, 256, 21))] * logits
+    for name, shape in shapes:
         arrays[f"{name}_kernel"] = rng.normal(0, 0.05, shape).astype("float32")
         arrays[f"{name}_bias"] = rng.normal(0, 0.1, shape[-1]).astype("float32")
     np.savez(path, **arrays)
@@ -287,3 +288,57 @@ def test_voc_head_refusals(tmp_path):
         load_voc_head(atrous, tmp_path / "head.npz")
     with pytest.raises(ValueError, match="head must be"):
         build_model("deeplabv3plus_xception", 3, input_size=(64, 64), width=0.25, head="mobile")
+
+
+def test_pet_prior_is_the_voc_models_pet_vs_background():
+    """log P(cat or dog), log P(anything else), and their minimum for the border class."""
+    from segdemo.models.deeplabv3plus import PetPrior
+
+    logits = np.random.default_rng(1).normal(0, 3, (2, 4, 5, 21)).astype("float32")
+    prior = PetPrior(3)
+    ours = keras.ops.convert_to_numpy(prior(logits))
+    p = np.exp(logits.astype("float64"))
+    p /= p.sum(axis=-1, keepdims=True)
+    pet = np.log(p[..., 8] + p[..., 12])
+    background = np.log(1 - p[..., 8] - p[..., 12])
+    expected = np.stack([pet, background, np.minimum(pet, background)], axis=-1)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
+    again = PetPrior.from_config(prior.get_config())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again(logits)), ours)
+
+
+def test_voc_prior_adds_the_frozen_voc_classifier(tmp_path):
+    """voc_prior=True: the VOC classifier is loaded and frozen, and with the decoder's own
+    classifier at zero the logits are the VOC model's pet-vs-background prior, upsampled."""
+    from segdemo.models.deeplabv3plus import PetPrior
+    from segdemo.models.voc_head import load_voc_head
+
+    arrays = _fake_voc_head(tmp_path / "head.npz")
+    model = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), head="mobile",
+                        voc_prior=True)
+    load_voc_head(model, tmp_path / "head.npz")
+    voc = model.get_layer("voc_logits")
+    assert not voc.trainable and voc not in [l for l in model.layers if l.trainable_weights]
+    np.testing.assert_array_equal(voc.get_weights()[0], arrays["logits_kernel"])
+    np.testing.assert_array_equal(voc.get_weights()[1], arrays["logits_bias"])
+    classifier = model.get_layer("classifier")
+    classifier.set_weights([np.zeros_like(w) for w in classifier.get_weights()])
+    x = images((64, 64))
+    features = keras.Model(model.input, model.get_layer("aspp_proj_relu").output)(x, training=False)
+    voc_pet = keras.ops.convert_to_numpy(PetPrior(3)(voc(features)))
+    summed = keras.Model(model.input, model.get_layer("classifier_plus_prior").output)
+    ours = keras.ops.convert_to_numpy(summed(x, training=False))
+    expected = keras.layers.Resizing(*ours.shape[1:3], interpolation="bilinear")(voc_pet)
+    np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_voc_prior_refusals(tmp_path):
+    from segdemo.models.voc_head import HeadWeightsError, load_voc_head
+
+    with pytest.raises(ValueError, match="voc_prior needs head='mobile'"):
+        build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), voc_prior=True)
+    _fake_voc_head(tmp_path / "head.npz", logits=False)
+    model = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), head="mobile",
+                        voc_prior=True)
+    with pytest.raises(HeadWeightsError, match="lacks logits_kernel"):
+        load_voc_head(model, tmp_path / "head.npz")

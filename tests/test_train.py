@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures import make_oxford
+from fixtures import make_folders, make_oxford
 from segdemo.cli import main
 from segdemo.train import recalibrate_batchnorm
 
@@ -199,24 +199,44 @@ def test_a_teacher_with_other_classes_is_refused(trained, tmp_path, capsys):
 
 
 def test_a_voc_head_starts_the_model_and_stays_frozen_with_the_encoder(tmp_path):
-    """--head-weights copies the head in; with --freeze-head and every epoch frozen, the kept
-    weights still hold it (and its BatchNorms their identity statistics); the card says so."""
+    """--head-weights copies the head (and, with voc_prior, the VOC classifier) in; with
+    --freeze-head and every epoch frozen, the kept weights still hold it (and its BatchNorms
+    their identity statistics); the card says so."""
     from test_models import _fake_voc_head
 
     data = make_oxford(tmp_path / "pets", trainval=8, test=2)
     arrays = _fake_voc_head(tmp_path / "head.npz")
     out = tmp_path / "model"
     assert main(["train", "--arch", "deeplabv3plus_mobilenetv2", "--option", "head=mobile",
-                 "--img-size", "64", "--batch-size", "4", "--format", "oxford", "--data", str(data),
+                 "--option", "voc_prior=true", "--img-size", "64", "--batch-size", "4", "--format", "oxford", "--data", str(data),
                  "--epochs", "1", "--freeze-encoder-epochs", "1", "--freeze-head",
                  "--head-weights", str(tmp_path / "head.npz"), "--out", str(out)]) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["head_weights"].endswith("from head.npz") and card["options"]["head"] == "mobile"
+    assert card["options"]["voc_prior"] is True
     from segdemo.inference import Segmenter
 
     model = Segmenter.load(out).model  # the card's options rebuild the mobile head
     np.testing.assert_array_equal(model.get_layer("aspp_1x1_conv").get_weights()[0],
                                   arrays["aspp0_kernel"])
+    np.testing.assert_array_equal(model.get_layer("voc_logits").get_weights()[0],
+                                  arrays["logits_kernel"])
     gamma, beta, mean, variance = model.get_layer("aspp_proj_bn").get_weights()
     np.testing.assert_array_equal(beta, arrays["concat_projection_bias"])
     assert (mean == 0).all() and np.allclose(variance, 1 - 1e-3)
+
+
+def test_voc_prior_needs_the_head_weights_and_pet_first(tmp_path, capsys):
+    data = make_oxford(tmp_path / "pets", trainval=4, test=1)
+    args = ["train", "--arch", "deeplabv3plus_mobilenetv2", "--option", "head=mobile", "--option",
+            "voc_prior=true", "--img-size", "64", "--format", "oxford", "--data", str(data),
+            "--epochs", "1", "--out", str(tmp_path / "model")]
+    assert main(args) != 0
+    assert "voc_prior=true needs --head-weights" in capsys.readouterr().err
+    from test_models import _fake_voc_head
+
+    _fake_voc_head(tmp_path / "head.npz")
+    folders = make_folders(tmp_path / "scenes", count=6, classes=["sky", "pet", "background"])
+    args[args.index("--data") + 1], args[args.index("--format") + 1] = str(folders), "folders"
+    assert main([*args, "--head-weights", str(tmp_path / "head.npz")]) != 0
+    assert "classes pet and background first" in capsys.readouterr().err

@@ -66,11 +66,12 @@ def resize_to(x, size: tuple[int, int], name: str):
     return layers.Resizing(size[0], size[1], interpolation="bilinear", name=name)(x)
 
 
-def aspp(x, filters: int, rates: Sequence[int], dropout: float, name: str = "aspp"):
+def aspp(x, filters: int, rates: Sequence[int], name: str = "aspp"):
     """Atrous Spatial Pyramid Pooling (DeepLabV3): context at several scales, fused to `filters`.
 
     Branches: a 1x1 conv, one dilated 3x3 separable conv per rate, and image-level pooling
-    (global average, 1x1 conv, broadcast back), concatenated and projected by a 1x1 conv.
+    (global average, 1x1 conv, broadcast back), concatenated and projected by a 1x1 conv. The
+    caller adds the dropout, so a pretrained classifier can read the features undisturbed.
     """
     height, width = x.shape[1], x.shape[2]
     branches = [conv_bn_relu(x, filters, 1, f"{name}_1x1")]
@@ -80,8 +81,7 @@ def aspp(x, filters: int, rates: Sequence[int], dropout: float, name: str = "asp
     pooled = conv_bn_relu(pooled, filters, 1, f"{name}_pool_proj")
     branches.append(layers.UpSampling2D(size=(height, width), name=f"{name}_pool_up")(pooled))
     x = layers.Concatenate(name=f"{name}_concat")(branches)
-    x = conv_bn_relu(x, filters, 1, f"{name}_proj")
-    return layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return conv_bn_relu(x, filters, 1, f"{name}_proj")
 
 
 def bilinear_kernel(kernel_size: int, channels: int) -> np.ndarray:

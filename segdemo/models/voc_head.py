@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 _LAYERS = {"aspp_1x1": "aspp0", "aspp_pool_proj": "image_pooling", "aspp_proj": "concat_projection"}
 HEAD_CONVS = tuple(f"{prefix}_conv" for prefix in _LAYERS)
 HEAD_BATCHNORM = tuple(f"{prefix}_bn" for prefix in _LAYERS)
+# The VOC model's 21-class classifier, kept (frozen) in a DeepLabV3+ built with voc_prior=True.
+VOC_LOGITS = "voc_logits"
+VOC_NUM_CLASSES = 21
+VOC_PET_CLASSES = (8, 12)  # cat, dog (segdemo.classes.VOC_NAMES)
 EXAMPLE_HEAD_FILE = "../shared/pretrained/deeplabv3_mnv2_pascal_head.npz"
 
 
@@ -68,3 +72,8 @@ def load_voc_head(model: keras.Model, path: str | os.PathLike) -> None:
         bn = model.get_layer(f"{ours}_bn")
         ones = np.ones_like(bias)  # mean 0, variance 1 - eps: BatchNorm adds `bias`, nothing else
         bn.set_weights([ones, bias, np.zeros_like(bias), ones - bn.epsilon])
+    if VOC_LOGITS in names:  # voc_prior=True: the VOC classifier reads the same features
+        if "logits_kernel" not in source or "logits_bias" not in source:
+            raise HeadWeightsError(f"{str(path)!r} lacks logits_kernel / logits_bias, which "
+                                   "voc_prior needs.")
+        model.get_layer(VOC_LOGITS).set_weights([source["logits_kernel"], source["logits_bias"]])
