@@ -253,6 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
                                   "export is checked on (default: the card's, when present)")
     x.add_argument("--limit", type=int, help="check on the test split's first N photos only")
 
+    guide_encoder, guide_head, guide_weight = guide_defaults()
+    g = sub.add_parser("guide", help="a trained model plus the frozen zero-shot PASCAL VOC DeepLab, "
+                                     "which splits pet from background (better on unseen breeds)")
+    g.add_argument("--model", required=True, help="trained model folder (classes pet, background, ...)")
+    g.add_argument("--out", required=True, help="folder for the guided model")
+    g.add_argument("--encoder-weights", default=guide_encoder,
+                   help="the VOC MobileNetV2 encoder .weights.h5 (default: %(default)s)")
+    g.add_argument("--head-weights", default=guide_head,
+                   help="the VOC DeepLab head .npz (default: %(default)s)")
+    g.add_argument("--weight", type=float, default=guide_weight,
+                   help="how far towards the VOC model the pet/background split goes, in (0, 1] "
+                        "(default: %(default)s)")
+
     o = sub.add_parser("robustness",
                        help="score the models on the test split under photo shifts users bring")
     o.add_argument("--weights", help="folder of model folders (default: <repo>/weights)")
@@ -290,6 +303,22 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     )
     out = train(config)
     print(f"Model written to {out}")
+    return 0
+
+
+def guide_defaults() -> tuple[str, str, float]:
+    """The guide command's defaults, without importing Keras for `--help`."""
+    from segdemo.guide import DEFAULT_WEIGHT, EXAMPLE_ENCODER, EXAMPLE_HEAD
+
+    return EXAMPLE_ENCODER, EXAMPLE_HEAD, DEFAULT_WEIGHT
+
+
+def _guide(args: argparse.Namespace) -> int:
+    from segdemo.guide import graft_voc_guide
+
+    out = graft_voc_guide(args.model, args.out, args.encoder_weights, args.head_weights,
+                          args.weight)
+    print(f"Guided model written to {out}; score it with: python -m segdemo evaluate --model {out}")
     return 0
 
 
@@ -615,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
             return _robustness(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "guide":
+            return _guide(args)
         return _architectures()
     except SegDemoError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -188,6 +188,9 @@ def _prepare_output(config: TrainConfig) -> tuple[Path, dict | None]:
 def train(config: TrainConfig) -> Path:
     """Train, keep the best epoch, evaluate on the test split; returns the model folder."""
     arch = get_architecture(config.arch)
+    if config.options.get("voc_guide"):
+        raise TrainError("voc_guide is added to a trained model, not trained: train without it, "
+                         "then run python -m segdemo guide --model OUT --out GUIDED.")
     out, resumed = _prepare_output(config)
     keras.utils.set_random_seed(config.seed)
     dataset = load_dataset(config.data, config.format, classes=config.classes,

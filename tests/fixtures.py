@@ -114,3 +114,26 @@ def write_tiny_unet(folder: Path, arch: str = "unet", **card: object) -> Path:
         "id": arch, "title": "U-Net", "classes": [c.to_json() for c in PET_CLASSES],
         "input_size": [32, 32], "preprocessing": "unit", "options": BENCH_OPTIONS, **card})
     return folder
+
+
+def write_fake_voc_head(path: Path, seed: int = 0, logits: bool = True) -> dict[str, np.ndarray]:
+    """A head file in the VOC DeepLab layout (image-pooling branch first in the projection)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    shapes = [("aspp0", (1, 1, 320, 256)), ("image_pooling", (1, 1, 320, 256)),
+              ("concat_projection", (1, 1, 512, 256))] + [("logits", (1, 1, 256, 21))] * logits
+    for name, shape in shapes:
+        arrays[f"{name}_kernel"] = rng.normal(0, 0.05, shape).astype("float32")
+        arrays[f"{name}_bias"] = rng.normal(0, 0.1, shape[-1]).astype("float32")
+    np.savez(path, **arrays)
+    return arrays
+
+
+def write_fake_voc_encoder(path: Path, seed: int = 0) -> Path:
+    """A keras.applications MobileNetV2 no-top weights file (random), as the VOC encoder ships."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    keras.applications.MobileNetV2(input_shape=(64, 64, 3), include_top=False,
+                                   weights=None).save_weights(path)
+    return path

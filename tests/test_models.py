@@ -13,6 +13,7 @@ from segdemo.models import (ARCHITECTURES, EncoderWeightsError, UnknownArchitect
 from segdemo.models.backbones import build_backbone, build_encoder
 from segdemo.models.encoder_weights import canonical_names
 from segdemo.preprocessing import PREPROCESSORS
+from fixtures import write_fake_voc_encoder, write_fake_voc_head
 
 REPO = Path(__file__).resolve().parents[1]
 MOBILENET_FILE = (REPO.parent / "shared" / "pretrained"
@@ -238,24 +239,11 @@ def test_pretrained_dilated_mobilenet(output_stride, mobilenet_reference):
     assert np.isfinite(predict(model, images((64, 64)))).all()
 
 
-def _fake_voc_head(path: Path, seed: int = 0, logits: bool = True) -> dict[str, np.ndarray]:
-    """A head file in the VOC DeepLab layout (image-pooling branch first in the projection)."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    shapes = [("aspp0", (1, 1, 320, 256)), ("image_pooling", (1, 1, 320, 256)),
-              ("concat_projection", (1, 1, 512, 256))] + [("logits", (1, 1, 256, 21))] * logits
-    for name, shape in shapes:
-        arrays[f"{name}_kernel"] = rng.normal(0, 0.05, shape).astype("float32")
-        arrays[f"{name}_bias"] = rng.normal(0, 0.1, shape[-1]).astype("float32")
-    np.savez(path, **arrays)
-    return arrays
-
-
 def test_mobile_head_starts_from_voc_head(tmp_path):
     """The loaded head computes the VOC DeepLab's ASPP exactly, from the BN-ed last feature."""
     from segdemo.models.voc_head import load_voc_head
 
-    arrays = _fake_voc_head(tmp_path / "head.npz")
+    arrays = write_fake_voc_head(tmp_path / "head.npz")
     model = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), head="mobile")
     assert not [layer for layer in model.layers if layer.name.startswith("aspp_rate")]
     load_voc_head(model, tmp_path / "head.npz")
@@ -282,7 +270,7 @@ def test_voc_head_refusals(tmp_path):
     (tmp_path / "text.npz").write_text("not an archive")
     with pytest.raises(HeadWeightsError, match="text.npz.*not a readable .npz"):
         load_voc_head(mobile, tmp_path / "text.npz")
-    _fake_voc_head(tmp_path / "head.npz")
+    write_fake_voc_head(tmp_path / "head.npz")
     atrous = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64))
     with pytest.raises(HeadWeightsError, match="head='mobile'"):
         load_voc_head(atrous, tmp_path / "head.npz")
@@ -313,7 +301,7 @@ def test_voc_prior_adds_the_frozen_voc_classifier(tmp_path):
     from segdemo.models.deeplabv3plus import PetPrior
     from segdemo.models.voc_head import load_voc_head
 
-    arrays = _fake_voc_head(tmp_path / "head.npz")
+    arrays = write_fake_voc_head(tmp_path / "head.npz")
     model = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), head="mobile",
                         voc_prior=True)
     load_voc_head(model, tmp_path / "head.npz")
@@ -337,8 +325,71 @@ def test_voc_prior_refusals(tmp_path):
 
     with pytest.raises(ValueError, match="voc_prior needs head='mobile'"):
         build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), voc_prior=True)
-    _fake_voc_head(tmp_path / "head.npz", logits=False)
+    write_fake_voc_head(tmp_path / "head.npz", logits=False)
     model = build_model("deeplabv3plus_mobilenetv2", 3, input_size=(64, 64), head="mobile",
                         voc_prior=True)
     with pytest.raises(HeadWeightsError, match="lacks logits_kernel"):
         load_voc_head(model, tmp_path / "head.npz")
+
+
+def test_guide_fusion_keeps_our_border_and_blends_the_pet_split():
+    """P(border) is ours; P(pet | not border) is ours^(1-w) * VOC's cat-or-dog^w, normalised."""
+    from segdemo.models.voc_guide import GuideFusion
+
+    rng = np.random.default_rng(2)
+    ours = rng.normal(0, 2, (2, 4, 5, 3)).astype("float32")
+    voc = rng.normal(0, 3, (2, 4, 5, 21)).astype("float32")
+    fusion = GuideFusion(0.7)
+    fused = np.exp(keras.ops.convert_to_numpy(fusion([ours, voc])).astype("float64"))
+
+    p = np.exp(ours.astype("float64"))
+    p /= p.sum(axis=-1, keepdims=True)
+    q = np.exp(voc.astype("float64"))
+    q /= q.sum(axis=-1, keepdims=True)
+    voc_pet = q[..., 8] + q[..., 12]
+    our_pet = p[..., 0] / (p[..., 0] + p[..., 1])
+    pet = our_pet ** 0.3 * voc_pet ** 0.7
+    pet = pet / (pet + (1 - our_pet) ** 0.3 * (1 - voc_pet) ** 0.7)
+    expected = np.stack([(1 - p[..., 2]) * pet, (1 - p[..., 2]) * (1 - pet), p[..., 2]], -1)
+    np.testing.assert_allclose(fused, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fused.sum(axis=-1), 1.0, atol=1e-5)
+    again = GuideFusion.from_config(fusion.get_config())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again([ours, voc])),
+                               keras.ops.convert_to_numpy(fusion([ours, voc])), rtol=1e-6)
+    # weight 1: the split is the VOC model's alone
+    only_voc = np.exp(keras.ops.convert_to_numpy(GuideFusion(1.0)([ours, voc])))
+    np.testing.assert_allclose(only_voc[..., 0] / (only_voc[..., 0] + only_voc[..., 1]), voc_pet,
+                               rtol=1e-4)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="weight must be in"):
+            GuideFusion(bad)
+
+
+def test_voc_guide_wraps_a_model_with_the_frozen_voc_branch(tmp_path):
+    """voc_guide=w: the VOC branch loads from the encoder and head files, trains nothing, saves
+    and reloads with the model, and leaves the wrapped model's border probability as it was."""
+    from segdemo.models.voc_guide import GUIDE_NAME, load_voc_guide
+
+    head = write_fake_voc_head(tmp_path / "head.npz")
+    encoder = write_fake_voc_encoder(tmp_path / "encoder.weights.h5")
+    model = fast_build("deeplabv3plus_mobilenetv2", head="mobile", voc_guide=0.5)
+    load_voc_guide(model, encoder, tmp_path / "head.npz")
+    guide = model.get_layer(GUIDE_NAME)
+    assert not guide.trainable_weights and model.trainable_weights
+    np.testing.assert_array_equal(guide.get_layer("voc_logits").get_weights()[0],
+                                  head["logits_kernel"])
+    x = images((64, 64))
+    fused = keras.ops.convert_to_numpy(keras.ops.softmax(model(x, training=False)))
+    unguided = keras.Model(model.input, model.get_layer("voc_guide_fusion").input[0])
+    border = keras.ops.convert_to_numpy(keras.ops.softmax(unguided(x, training=False)))[..., 2]
+    np.testing.assert_allclose(fused[..., 2], border, rtol=1e-4, atol=1e-6)
+
+    model.save_weights(tmp_path / "model.weights.h5")
+    fresh = fast_build("deeplabv3plus_mobilenetv2", head="mobile", voc_guide=0.5)
+    fresh.load_weights(tmp_path / "model.weights.h5")
+    np.testing.assert_allclose(predict(fresh, x), predict(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_voc_guide_refuses_other_preprocessing():
+    with pytest.raises(ValueError, match=r"\[-1, 1\] inputs.*'caffe'"):
+        fast_build("fcn8s_vgg16", voc_guide=0.5)

@@ -202,10 +202,10 @@ def test_a_voc_head_starts_the_model_and_stays_frozen_with_the_encoder(tmp_path)
     """--head-weights copies the head (and, with voc_prior, the VOC classifier) in; with
     --freeze-head and every epoch frozen, the kept weights still hold it (and its BatchNorms
     their identity statistics); the card says so."""
-    from test_models import _fake_voc_head
+    from fixtures import write_fake_voc_head
 
     data = make_oxford(tmp_path / "pets", trainval=8, test=2)
-    arrays = _fake_voc_head(tmp_path / "head.npz")
+    arrays = write_fake_voc_head(tmp_path / "head.npz")
     out = tmp_path / "model"
     assert main(["train", "--arch", "deeplabv3plus_mobilenetv2", "--option", "head=mobile",
                  "--option", "voc_prior=true", "--img-size", "64", "--batch-size", "4", "--format", "oxford", "--data", str(data),
@@ -233,10 +233,18 @@ def test_voc_prior_needs_the_head_weights_and_pet_first(tmp_path, capsys):
             "--epochs", "1", "--out", str(tmp_path / "model")]
     assert main(args) != 0
     assert "voc_prior=true needs --head-weights" in capsys.readouterr().err
-    from test_models import _fake_voc_head
+    from fixtures import write_fake_voc_head
 
-    _fake_voc_head(tmp_path / "head.npz")
+    write_fake_voc_head(tmp_path / "head.npz")
     folders = make_folders(tmp_path / "scenes", count=6, classes=["sky", "pet", "background"])
     args[args.index("--data") + 1], args[args.index("--format") + 1] = str(folders), "folders"
     assert main([*args, "--head-weights", str(tmp_path / "head.npz")]) != 0
     assert "classes pet and background first" in capsys.readouterr().err
+
+
+def test_voc_guide_is_not_trained(tmp_path, capsys):
+    data = make_oxford(tmp_path / "pets", trainval=4, test=1)
+    assert main(["train", *TINY[:2], "--option", "voc_guide=0.5", "--data", str(data),
+                 "--out", str(tmp_path / "model")]) != 0
+    assert "python -m segdemo guide" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()

@@ -38,9 +38,18 @@ class Architecture:
 
     def build(self, num_classes: int, input_size: tuple[int, int] | None = None,
               encoder_weights: str | os.PathLike | None = None, **options) -> keras.Model:
-        """Build with the defaults, overridden by the arguments given."""
-        return self.builder(num_classes, input_size=tuple(input_size or self.input_size),
-                            encoder_weights=encoder_weights, **{**self.options, **options})
+        """Build with the defaults, overridden by the arguments given. Option `voc_guide`
+        (a weight in (0, 1]; 0 = off) wraps any architecture in the frozen VOC guide
+        (`segdemo.models.voc_guide`)."""
+        options = {**self.options, **options}
+        guide = float(options.pop("voc_guide", 0) or 0)
+        model = self.builder(num_classes, input_size=tuple(input_size or self.input_size),
+                             encoder_weights=encoder_weights, **options)
+        if guide:
+            from segdemo.models.voc_guide import with_voc_guide
+
+            model = with_voc_guide(model, guide, self.preprocessing)
+        return model
 
 
 def _lazy(module: str, name: str, **bound) -> Callable[..., keras.Model]:
