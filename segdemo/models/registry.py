@@ -87,7 +87,8 @@ ARCHITECTURES: dict[str, Architecture] = {
                 "A widely used segmentation design. It looks at each part of the image at several "
                 "zoom levels at once (to understand context such as 'road under car'), then sharpens "
                 "object outlines with detail from early in the network. The MobileNetV2 encoder "
-                "keeps it light and can start from ImageNet training."
+                "keeps it light; it can start from ImageNet training or, as the shipped one "
+                "does, from a DeepLab trained on PASCAL VOC, whose classes include cats and dogs."
             ),
             builder=_lazy("deeplabv3plus", "build_deeplabv3plus", backbone="mobilenetv2"),
             input_size=(224, 224),
