@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "export is checked on (default: the card's, when present)")
     x.add_argument("--limit", type=int, help="check on the test split's first N photos only")
 
-    guide_encoder, guide_head, guide_weight = guide_defaults()
+    guide_encoder, guide_head, guide_weight = _guide_defaults()
     g = sub.add_parser("guide", help="a trained model plus the frozen zero-shot PASCAL VOC DeepLab, "
                                      "which splits pet from background (better on unseen breeds)")
     g.add_argument("--model", required=True, help="trained model folder (classes pet, background, ...)")
@@ -306,11 +306,12 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def guide_defaults() -> tuple[str, str, float]:
+def _guide_defaults() -> tuple[str, str, float]:
     """The guide command's defaults, without importing Keras for `--help`."""
-    from segdemo.guide import DEFAULT_WEIGHT, EXAMPLE_ENCODER, EXAMPLE_HEAD
+    from segdemo.guide import DEFAULT_WEIGHT, EXAMPLE_ENCODER_FILE
+    from segdemo.models.voc_head import EXAMPLE_HEAD_FILE
 
-    return EXAMPLE_ENCODER, EXAMPLE_HEAD, DEFAULT_WEIGHT
+    return EXAMPLE_ENCODER_FILE, EXAMPLE_HEAD_FILE, DEFAULT_WEIGHT
 
 
 def _guide(args: argparse.Namespace) -> int:

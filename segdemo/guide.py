@@ -15,8 +15,7 @@ from segdemo.artifacts import CARD_FILE, HISTORY_FILE, WEIGHTS_FILE, load_model,
 from segdemo.errors import SegDemoError
 
 DEFAULT_WEIGHT = 0.5  # chosen on the validation split (see the README); the probe only reports it
-EXAMPLE_ENCODER = "../shared/pretrained/mobilenet_v2_1.0_voc_deeplab_no_top.weights.h5"
-EXAMPLE_HEAD = "../shared/pretrained/deeplabv3_mnv2_pascal_head.npz"
+EXAMPLE_ENCODER_FILE = "../shared/pretrained/mobilenet_v2_1.0_voc_deeplab_no_top.weights.h5"
 
 
 class GuideError(SegDemoError, ValueError):
@@ -39,9 +38,7 @@ def graft_voc_guide(model_dir: str | os.PathLike, out_dir: str | os.PathLike,
     if names != ["pet", "background"]:
         raise GuideError("The VOC guide splits pet from background: the model's classes must "
                          f"start with pet, background (it has {', '.join(names)}).")
-    if not 0.0 < weight <= 1.0:
-        raise GuideError(f"The guide's weight must be in (0, 1], got {weight}.")
-    try:
+    try:  # GuideFusion checks the weight, with_voc_guide the preprocessing
         guided = with_voc_guide(model, weight, card["preprocessing"])
     except ValueError as error:
         raise GuideError(f"{source.name}: {error}") from None

@@ -60,8 +60,7 @@ def build_voc_guide(input_shape: tuple[int, int, int]) -> keras.Model:
     inputs = keras.Input(shape=input_shape, name="guide_image")
     encoder = build_encoder("mobilenetv2", input_shape, (MOBILE_LAST_TAP["mobilenetv2"],),
                             output_stride=16)
-    features = encoder(inputs)
-    features = features[0] if isinstance(features, (list, tuple)) else features
+    (features,) = encoder(inputs)
     x = aspp(features, FILTERS, ())
     logits = layers.Conv2D(VOC_NUM_CLASSES, 1, name=VOC_LOGITS)(x)
     guide = keras.Model(inputs, logits, name=GUIDE_NAME)
