@@ -1,8 +1,8 @@
 """Candidate runs against the shipped model of the same architecture, on what neither trained on.
 
-The shipped models trained on the minor breeds, so the probe split flatters them against a
-candidate that held them out; the comparison that is fair to both is the test split (neither saw
-it) under the robustness shifts (zoom-out above all, every shipped model's worst). For each
+Most shipped models trained on the minor breeds, so the probe split flatters them against a
+candidate that held them out (the table says which); the comparison that is fair to those is the
+test split (neither saw it) under the robustness shifts (zoom-out above all). For each
 finished run under runs/ (or those named) this scores the test split under every shift once
 (runs/<name>/robustness.json), adds each run and the shipped model beside it to
 weights/candidates.json (runs/ is not committed; this file is, and the README table
@@ -98,8 +98,9 @@ def main() -> int:
                                                              not args.no_shifts),
                                             False)
     report["note"] = ("test split: neither the shipped nor the candidate models trained on it; "
-                      "probe: the minor breeds, which the shipped models trained on and the "
-                      "candidates held out; shifts: the robustness perturbations of the test split")
+                      "probe: the minor breeds, which the candidates held out and the shipped "
+                      "models trained on unless 'trained on the probe' says no; shifts: the "
+                      "robustness perturbations of the test split")
     write_json(args.out, report)
     print(candidates_table(report))
     return 0

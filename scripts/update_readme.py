@@ -5,8 +5,9 @@ Each block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->` and 
 `results --recipes` (recipes, from the cards), `results --candidates` (candidates, from
 weights/candidates.json), `results --video` (video, from weights/video_benchmark.json),
 `results --speed` (speed, from weights/benchmark.json), `results --robustness` (robustness, from
-weights/robustness.json), `results --serve` (serve, from weights/serve_loadtest.json) or
-`results --load` (load, from weights/loadtest.json, written by scripts/loadtest.py).
+weights/robustness.json; robustness_probe, from weights/robustness_probe.json), `results --serve`
+(serve, from weights/serve_loadtest.json) or `results --load` (load, from weights/loadtest.json,
+written by scripts/loadtest.py).
 A block whose JSON is missing is left as it is.
 
     python scripts/update_readme.py
@@ -22,7 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = {"results": [], "probe": ["--probe"], "recipes": ["--recipes"],
           "candidates": ["--candidates"], "speed": ["--speed"], "video": ["--video"],
-          "robustness": ["--robustness"], "serve": ["--serve"], "load": ["--load"]}
+          "robustness": ["--robustness"],
+          "robustness_probe": ["--robustness", "--json", "weights/robustness_probe.json"],
+          "serve": ["--serve"], "load": ["--load"]}
 
 
 def main() -> int:

@@ -95,7 +95,7 @@ def _zoom_out(image: Image.Image, mask: np.ndarray, classes) -> tuple[Image.Imag
 
 
 PERTURBATIONS: dict[str, Perturbation] = {p.name: p for p in (
-    Perturbation("none", "the test photos as they are", lambda image, mask, classes: (image, mask)),
+    Perturbation("none", "the photos as they are", lambda image, mask, classes: (image, mask)),
     Perturbation("low_resolution", "photo and mask at 1/3 of the width and height",
                  _low_resolution),
     Perturbation("grayscale", "black and white",
