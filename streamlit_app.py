@@ -181,6 +181,7 @@ def _load_predictor(slots: batching.ComputeSlots, state: SimpleNamespace,
             segmenter, name = db.with_tta(base, source.tta), source.id
     finally:
         state.stages.pop(stage_key, None)
+    db.freeze_heap()  # the model is long-lived: keep Streamlit's collection after each run cheap
     finish = partial(batching.shown_prediction, num_classes=len(segmenter.classes),
                      side=db.DISPLAY_SIDE)
     return batching.BatchingPredictor(segmenter, max_batch=MAX_BATCH, max_wait_s=MAX_WAIT_S,
