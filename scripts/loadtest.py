@@ -11,9 +11,8 @@ at once: seconds from upload to every overlay (p50/p95/max), sessions served, fa
 sizes the page reported and the server's RSS. `soak` uploads a photo, waits for its overlays and
 removes it, M times in one session (`--keep` keeps every photo instead, so the page grows),
 reporting per-cycle time and server RSS every 10 cycles, and the CPU seconds a cycle costs the
-server and the browser. Each session's photo differs (scikit-image
-photos, cropped and mirrored per index, optionally enlarged with `--megapixels`), so no result is
-shared by accident.
+server and the browser. Each session's photo differs (scikit-image photos, cropped and mirrored
+per index, optionally enlarged with `--megapixels`), so no result is shared by accident.
 
 The figures go into a JSON report (default `weights/loadtest.json`: `soak`, and under `concurrent`
 one run per session count, the others kept) for the README tables (`python -m segdemo results
