@@ -109,11 +109,36 @@ def example_photo(folder: Path) -> Path:
 
 
 ROW = "[class*='st-key-segrow_']"  # one (photo, model) row: input | mask | overlay | history
-# The read-out shows a grid cell (HOVER_SIDE cells on the long side: 2.3 px of the 451 px photo)
-# in whole percentages: it must lie within 1 point of the model's range this many pixels around
-# (half of one input pixel of the 32-px test model, 14 photo pixels: with steep probabilities a
-# reach of 3 px failed once, 14 points off; see the closing note of session 4).
-HOVER_REACH = 7
+
+
+def readout_range(input_probabilities: np.ndarray, size: tuple[int, int], x: int,
+                  y: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact range, in percent, of the model's bilinearly interpolated probabilities over photo
+    pixel (x, y) of a photo of size=(width, height): the read-out names the pixel holding its grid
+    cell's centre, which may lie anywhere inside it. Bilinear interpolation is linear between the
+    input pixels' centres, so its extremes over a box lie at the box's corners or at input-pixel
+    centres inside it; those are all evaluated. (The full-resolution pixels near (x, y) are not
+    enough: with steep probabilities a peak between two pixel centres was 4 points above both.)"""
+    h, w = input_probabilities.shape[:2]
+
+    def positions(start: int, photo_side: int, side: int) -> np.ndarray:
+        low, high = start * side / photo_side - 0.5, (start + 1) * side / photo_side - 0.5
+        inside = np.arange(np.ceil(low), np.floor(high) + 1)
+        return np.clip(np.concatenate([[low, high], inside]), 0, side - 1)
+
+    def weights(position: np.ndarray, side: int) -> np.ndarray:
+        """(len(position), side): each position's interpolation weights over the input pixels."""
+        low = np.minimum(np.floor(position).astype(int), side - 1)
+        high, t = np.minimum(low + 1, side - 1), position - low
+        out = np.zeros((len(position), side))
+        np.add.at(out, (np.arange(len(position)), low), 1 - t)
+        np.add.at(out, (np.arange(len(position)), high), t)
+        return out
+
+    wy = weights(positions(y, size[1], h), h)
+    wx = weights(positions(x, size[0], w), w)
+    values = np.einsum("ah,bw,hwc->abc", wy, wx, input_probabilities).reshape(-1, 3) * 100
+    return values.min(0), values.max(0)
 
 
 DESKTOP = {"width": 1400, "height": 1000}
@@ -341,7 +366,6 @@ def test_row_hover_slider_and_cutout_in_a_real_browser(server, tmp_path):
     served, _, weights = server
     photo = example_photo(tmp_path)
     prediction, classes = expected_probabilities(weights, photo)
-    probabilities = prediction.probabilities() * 100
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -364,13 +388,12 @@ def test_row_hover_slider_and_cutout_in_a_real_browser(server, tmp_path):
 
             before = len(sent)
             readings = [hover(page, fx, fy) for fx, fy in ((0.2, 0.3), (0.5, 0.5), (0.8, 0.7))]
-            for reading in readings:  # within what the model says in the grid cell's reach
+            for reading in readings:  # the model's own probabilities, to the whole percent
                 shown = np.array([reading["percent"][c.name] for c in classes])
-                x, y = reading["x"], reading["y"]
-                near = probabilities[max(y - HOVER_REACH, 0):y + HOVER_REACH + 1,
-                                     max(x - HOVER_REACH, 0):x + HOVER_REACH + 1].reshape(-1, 3)
-                assert (near.min(0) - 1 <= shown).all() and (shown <= near.max(0) + 1).all(), (
-                    reading, near.min(0), near.max(0))
+                low, high = readout_range(prediction.input_probabilities, prediction.size,
+                                          reading["x"], reading["y"])
+                assert (low - 0.51 <= shown).all() and (shown <= high + 0.51).all(), (
+                    reading, low, high)
             assert len({tuple(r["percent"].values()) for r in readings}) > 1  # not one constant
             rail = row.locator(".slider-rail-rect").first.bounding_box()
             grip = row.locator(".slider-grip-rect").first.bounding_box()
