@@ -165,15 +165,16 @@ class RssSampler:
 
 
 @contextmanager
-def server(weights: Path, log: Path):
-    """A dashboard on a free local port; yields (url, seconds until it listened, RssSampler)."""
+def server(weights: Path, log: Path, app: Path = REPO / "streamlit_app.py"):
+    """A dashboard (`app`) on a free local port; yields (url, seconds until it listened,
+    RssSampler)."""
     port = free_port()
     env = {**os.environ, "SEGDEMO_WEIGHTS": str(weights), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("SEGDEMO_DATA", None)
     with log.open("wb") as out:
         start = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"),
+            [sys.executable, "-m", "streamlit", "run", str(app),
              "--server.port", str(port), "--server.address", "127.0.0.1",
              "--server.headless", "true", "--browser.gatherUsageStats", "false",
              "--server.fileWatcherType", "none"],
@@ -444,8 +445,8 @@ async def run(args, photos: list[Path], start_photo: Path, log) -> dict:
 
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "weights": str(args.weights)}
-    with tempfile.TemporaryDirectory() as tmp, server(args.weights, Path(tmp) / "streamlit.log") \
-            as (url, listen_s, rss):
+    with tempfile.TemporaryDirectory() as tmp, server(args.weights, Path(tmp) / "streamlit.log",
+                                                     args.app) as (url, listen_s, rss):
         report["start"] = {"listen_s": round(listen_s, 3)}
         async with async_playwright() as p:
             browser = await p.chromium.launch(
@@ -480,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                              "removing each after its cycle")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="ID")
     parser.add_argument("--weights", type=Path, default=REPO / "weights")
+    parser.add_argument("--app", type=Path, default=REPO / "streamlit_app.py",
+                        help="the Streamlit script under test (scripts/floor_app.py: the least "
+                             "page the harness can drive, for the floor of what it costs here)")
     parser.add_argument("--megapixels", type=float, help="enlarge every photo to about this size")
     parser.add_argument("--timeout", type=float, default=300,
                         help="seconds any one wait (page, overlays) may take")
@@ -490,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=REPO / "weights" / "loadtest.json",
                         help="report file (other modes and session counts are kept); '-' for none")
     args = parser.parse_args(argv)
+    if args.app.resolve() != parser.get_default("app") and args.json == parser.get_default("json"):
+        parser.error("--app: another page's figures do not belong in the dashboard's report; "
+                     "pass --json PATH (or '-').")
     if not CHROMIUM.exists():
         print(f"error: {CHROMIUM} not found (apt-get install chromium).", file=sys.stderr)
         return 2
