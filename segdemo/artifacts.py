@@ -238,6 +238,8 @@ def training_recipe(card: dict) -> str | None:
         parts.append(f"distilled from {distilled['teacher']} (weight {distilled['alpha']:g})")
     if config.get("holdout_minor_breeds"):
         parts.append("minor breeds held out")
+    if config.get("holdout_breeds"):
+        parts.append(f"{', '.join(config['holdout_breeds'])} held out")
     if card.get("voc_guide"):
         parts.append(f"then guided by the zero-shot VOC DeepLab (weight "
                      f"{card['options']['voc_guide']:g})")

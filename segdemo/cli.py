@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the weights within an epoch on small datasets)")
     t.add_argument("--holdout-minor-breeds", action="store_true",
                    help="Oxford-IIIT Pet: train without the minor breeds (the 'probe' split)")
+    t.add_argument("--holdout-breed", action="append", default=[], metavar="BREED",
+                   help="Oxford-IIIT Pet: train without every image of this breed (repeatable; "
+                        "as in the file names, e.g. Bengal); they form the 'unseen' split")
     t.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training split held out to pick the best epoch")
     t.add_argument("--test-fraction", type=float, default=0.2,
@@ -113,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(cat or dog read as pet; no pet training)")
     e.add_argument("--data", help="dataset folder")
     e.add_argument("--format", choices=FORMATS, help="default: the format the model was trained on")
-    e.add_argument("--split", default="test", help="test, val, train or (Oxford) probe")
+    e.add_argument("--split", default="test",
+                   help="test, val, train, or (Oxford) probe or unseen (a --holdout-breed run)")
     e.add_argument("--tta", choices=("none", "flip"), default="none",
                    help="flip: average with the mirror image (twice the network time)")
     e.add_argument("--json", help="write the metrics here (default: <model>/evaluation.json; "
@@ -296,7 +300,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         color_jitter=args.color_jitter, zoom_out=args.zoom_out, copy_paste=args.copy_paste,
         teacher=args.teacher, distill_alpha=args.distill_alpha,
         freeze_encoder_bn=args.freeze_encoder_bn, decoder_bn_momentum=args.decoder_bn_momentum,
-        holdout_minor_breeds=args.holdout_minor_breeds, val_fraction=args.val_fraction,
+        holdout_minor_breeds=args.holdout_minor_breeds, holdout_breeds=args.holdout_breed,
+        val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, seed=args.seed,
         classes=args.classes.split(",") if args.classes else None, options=dict(args.option),
         command="python -m segdemo " + shlex.join(argv),

@@ -71,6 +71,7 @@ class TrainConfig:
     freeze_encoder_bn: bool = False
     decoder_bn_momentum: float | None = None
     holdout_minor_breeds: bool = False
+    holdout_breeds: list[str] = field(default_factory=list)
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     seed: int = 0
@@ -196,7 +197,8 @@ def train(config: TrainConfig) -> Path:
     dataset = load_dataset(config.data, config.format, classes=config.classes,
                            val_fraction=config.val_fraction,
                            test_fraction=config.test_fraction, seed=config.seed,
-                           holdout_minor_breeds=config.holdout_minor_breeds)
+                           holdout_minor_breeds=config.holdout_minor_breeds,
+                           holdout_breeds=config.holdout_breeds)
     for split in ("train", "val"):
         if not dataset.splits.get(split):
             raise TrainError(f"The dataset at {dataset.root} has no images in its {split!r} split.")

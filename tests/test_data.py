@@ -430,6 +430,29 @@ def test_minor_breeds_form_a_probe_split_that_training_can_hold_out(tmp_path):
     assert breed_of("great_pyrenees_12") == "great_pyrenees"
 
 
+def test_a_held_out_breed_leaves_every_split_for_the_unseen_one(tmp_path):
+    root = tmp_path / "pets"
+    train = [f"Big_{i}" for i in range(6)] + ["Other_1", "Other_2", "Other_3"]
+    test = ["Big_t1", "Other_t1"]
+    for i, name in enumerate(train + test):
+        image, mask = scene(i)
+        save_png(image, root / "images" / f"{name}.png")
+        save_png(mask + 1, root / "annotations" / "trimaps" / f"{name}.png")
+    (root / "annotations" / "trainval.txt").write_text("".join(f"{n} 1 1 1\n" for n in train))
+    (root / "annotations" / "test.txt").write_text("".join(f"{n} 1 1 1\n" for n in test))
+    held = load_dataset(root, "oxford", holdout_breeds=["Other"])
+    assert [s.name for s in held.splits["unseen"]] == ["Other_1", "Other_2", "Other_3", "Other_t1"]
+    for split in ("train", "val", "test"):
+        assert all(breed_of(s.name) == "Big" for s in held.splits[split]), split
+    assert [s.name for s in held.splits["test"]] == ["Big_t1"]
+    assert len(held.splits["train"]) + len(held.splits["val"]) == 6
+    with pytest.raises(DataError, match="No images of breed 'Siamese' here; the breeds are Big, "
+                                        "Other"):
+        load_dataset(root, "oxford", holdout_breeds=["Siamese"])
+    with pytest.raises(DataError, match="needs the Oxford-IIIT Pet format"):
+        load_dataset(make_voc(tmp_path / "voc"), "voc", holdout_breeds=["Other"])
+
+
 def test_zoom_out_shrinks_the_photo_onto_a_canvas_labelled_background(tmp_path):
     dataset = load_dataset(make_oxford(tmp_path / "pets"), "oxford")
     augment = Augment(flip=False, scale=None, zoom_out=1.0, zoom_out_range=(0.5, 0.5), pad_label=1)

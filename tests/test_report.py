@@ -209,14 +209,16 @@ def test_recipes_table_says_how_each_model_was_trained(tmp_path, capsys):
                       "distillation": {"teacher": "unet_mobilenetv2", "alpha": 0.5},
                       "config": {"epochs": 50, "img_size": 160, "loss": "dice_ce",
                                  "zoom_out": 0.3, "copy_paste": 0.5,
-                                 "holdout_minor_breeds": True}})
+                                 "holdout_minor_breeds": True,
+                                 "holdout_breeds": ["Bengal", "Bombay"]}})
     _model(tmp_path, "no_config", 0.5)  # a card without its configuration: no row
     assert main(["results", "--recipes", "--weights", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     assert lines[2] == ("| `unet` | 50 epochs at 160 px; Dice + cross-entropy; from scratch; "
                         "zoom-out 0.3; copy-paste 0.5; distilled from unet_mobilenetv2 (weight "
-                        "0.5); minor breeds held out | 0.710 | 40 | 25 min |")
+                        "0.5); minor breeds held out; Bengal, Bombay held out | 0.710 | 40 | "
+                        "25 min |")
 
 
 def test_recipe_names_a_pretrained_head_and_whether_it_was_frozen():

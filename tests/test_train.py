@@ -111,6 +111,10 @@ def test_user_errors_are_one_line_messages(tmp_path, capsys):
     assert "Unknown architecture 'segformer'" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 2
     assert "card.json is missing" in capsys.readouterr().err
+    data = make_oxford(tmp_path / "pets")
+    assert main(["train", *TINY, "--data", str(data), "--holdout-breed", "Siamese",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "No images of breed 'Siamese' here; the breeds are Cat" in capsys.readouterr().err
 
 
 def test_recalibration_sets_moving_statistics_to_the_mean_over_batches():
