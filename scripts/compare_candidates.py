@@ -2,7 +2,8 @@
 
 Most shipped models trained on the minor breeds, so the probe split flatters them against a
 candidate that held them out (the table says which); the comparison that is fair to those is the
-test split (neither saw it) under the robustness shifts (zoom-out above all). For each
+test split (neither saw it) under the robustness shifts (zoom-out above all); a run trained with a breed held out is
+compared on that breed (`results --unseen`) instead. For each
 finished run under runs/ (or those named) this scores the test split under every shift once
 (runs/<name>/robustness.json), adds each run and the shipped model beside it to
 weights/candidates.json (runs/ is not committed; this file is, and the README table
@@ -20,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from segdemo.artifacts import (CANDIDATES_FILE, CARD_FILE, METRICS_FILE, PROBE_FILE,  # noqa: E402
-                               read_optional_json, training_recipe, write_json)
-from segdemo.report import candidates_table  # noqa: E402
+                               UNSEEN_FILE, read_optional_json, training_recipe, write_json)
+from segdemo.report import candidates_table, unseen_table  # noqa: E402
 
 ROBUSTNESS_FILE = "robustness.json"  # in a run folder: {shift: mIoU} on the test split
 
@@ -58,6 +59,7 @@ def entry(folder: Path, shifts: dict | None, shipped: bool) -> dict:
     test = (read_optional_json(folder / METRICS_FILE) or {}).get("original_resolution", {})
     probe = (read_optional_json(folder / PROBE_FILE) or {}).get("original_resolution", {})
     moved = [v for k, v in (shifts or {}).items() if k != "none" and v is not None]
+    unseen = read_optional_json(folder / UNSEEN_FILE)
     return {
         "model": card.get("id"), "shipped": shipped, "recipe": training_recipe(card),
         "best_val_miou": card.get("best_val_miou"),
@@ -66,6 +68,11 @@ def entry(folder: Path, shifts: dict | None, shipped: bool) -> dict:
         "probe_seen": not card.get("config", {}).get("holdout_minor_breeds", False),
         "shift_mean_miou": sum(moved) / len(moved) if moved else None,
         "zoom_out_miou": (shifts or {}).get("zoom_out"),
+        "held_out_breeds": card.get("config", {}).get("holdout_breeds") or [],
+        "unseen": ({"images": unseen["images"], **{
+            k: unseen["original_resolution"].get(k) for k in ("miou", "foreground_iou",
+                                                              "boundary_f")}}
+                   if unseen else None),
     }
 
 
@@ -94,15 +101,19 @@ def main() -> int:
         if (args.weights / model_id / CARD_FILE).is_file():
             report["runs"][f"{model_id} (shipped)"] = entry(
                 args.weights / model_id, shipped_shift_scores(args.weights, model_id), True)
-        report["runs"][folder.name] = entry(folder, shift_scores(folder, args.data, args.limit,
-                                                             not args.no_shifts),
-                                            False)
+        # a leave-a-breed-out run compares recipes on its unseen breed: no shifts for it
+        held_out = bool(card.get("config", {}).get("holdout_breeds"))
+        shifts = None if held_out else shift_scores(folder, args.data, args.limit,
+                                                    not args.no_shifts)
+        report["runs"][folder.name] = entry(folder, shifts, False)
     report["note"] = ("test split: neither the shipped nor the candidate models trained on it; "
                       "probe: the minor breeds, which the candidates held out and the shipped "
                       "models trained on unless 'trained on the probe' says no; shifts: the "
                       "robustness perturbations of the test split")
     write_json(args.out, report)
     print(candidates_table(report))
+    if any(e.get("held_out_breeds") for e in report["runs"].values()):
+        print(unseen_table(report))
     return 0
 
 

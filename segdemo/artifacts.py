@@ -25,6 +25,7 @@ BENCHMARK_FILE = "benchmark.json"  # beside the model folders, written by `segde
 REFERENCE_FILE = "reference_voc.json"  # beside the model folders, written by `evaluate --reference`
 REFERENCE_PROBE_FILE = "reference_voc_probe.json"  # the same on the probe split
 PROBE_FILE = "probe.json"  # in a model folder: `evaluate --split probe` (the minor breeds)
+UNSEEN_FILE = "unseen.json"  # in a run folder: `evaluate --split unseen` (held-out breeds)
 CANDIDATES_FILE = "candidates.json"  # beside the model folders: scripts/compare_candidates.py
 
 

@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--candidates", action="store_true",
                        help="candidate training runs beside the shipped models, from "
                             "<weights>/candidates.json, instead")
+    shown.add_argument("--unseen", action="store_true",
+                       help="the leave-a-breed-out runs on the breed they never saw, from "
+                            "<weights>/candidates.json, instead")
     shown.add_argument("--serve", action="store_true",
                        help="the Ray Serve load test from the serve load JSON instead")
     shown.add_argument("--load", action="store_true",
@@ -602,11 +605,12 @@ def _results(args: argparse.Namespace) -> int:
         print(report.probe_table(args.weights))
     elif args.recipes:
         print(report.recipes_table(args.weights))
-    elif args.candidates:
+    elif args.candidates or args.unseen:
         from segdemo.artifacts import CANDIDATES_FILE
 
         path = args.json or Path(args.weights) / CANDIDATES_FILE
-        print(report.candidates_table(report.load_candidates(path)))
+        table = report.unseen_table if args.unseen else report.candidates_table
+        print(table(report.load_candidates(path)))
     elif args.video:
         from segdemo.video import VIDEO_FILE, load_video_report, video_table
 

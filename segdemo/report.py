@@ -106,6 +106,8 @@ def candidates_table(report: dict) -> str:
     written by scripts/compare_candidates.py)."""
     rows = []
     for name, e in report["runs"].items():
+        if e.get("held_out_breeds"):  # another test split: in `unseen_table`
+            continue
         label = f"`{e['model']}` (shipped)" if e["shipped"] else f"`{name}`"
         rows.append([label, e.get("recipe") or "", _num(e.get("best_val_miou")),
                      *(_num(e["test"].get(k)) for k in ("miou", "foreground_iou", "boundary_f")),
@@ -115,6 +117,31 @@ def candidates_table(report: dict) -> str:
     header = ["model", "how it was trained", "best val mIoU", "test mIoU", "test pet-vs-bg IoU",
               "test boundary F", "probe mIoU", "probe pet-vs-bg IoU", "trained on the probe",
               "mean mIoU over 8 shifts", "zoom-out mIoU"]
+    return _table(header, rows)
+
+
+def unseen_table(report: dict) -> str:
+    """Markdown table of the leave-a-breed-out runs (`train --holdout-breed`) on the breed they
+    never saw (their `unseen` split), beside their test split (without that breed) and the probe:
+    for comparing training recipes, not for shipping."""
+    rows = []
+    for name, e in report["runs"].items():
+        if not e.get("held_out_breeds"):
+            continue
+        unseen = e.get("unseen") or {}
+        rows.append([f"`{name}`", e.get("recipe") or "", _num(e.get("best_val_miou")),
+                     ", ".join(e["held_out_breeds"]), str(unseen.get("images", "n/a")),
+                     *(_num(unseen.get(k)) for k in ("miou", "foreground_iou", "boundary_f")),
+                     *(_num(e["test"].get(k)) for k in ("miou", "foreground_iou")),
+                     *(_num(e["probe"].get(k)) for k in ("miou", "foreground_iou"))])
+    if not rows:
+        raise CandidatesError("The candidates JSON holds no run trained with --holdout-breed: "
+                              "train one (scripts/train_candidates.sh), score it "
+                              "(scripts/evaluate_candidates.sh), then run "
+                              "scripts/compare_candidates.py.")
+    header = ["run", "how it was trained", "best val mIoU", "breed never seen", "its photos",
+              "unseen mIoU", "unseen pet-vs-bg IoU", "unseen boundary F", "test mIoU (without it)",
+              "test pet-vs-bg IoU", "probe mIoU", "probe pet-vs-bg IoU"]
     return _table(header, rows)
 
 

@@ -251,6 +251,29 @@ def test_candidates_table_shows_each_run_beside_the_shipped_model(tmp_path, caps
     assert "scripts/compare_candidates.py" in capsys.readouterr().err
 
 
+def test_leave_a_breed_out_runs_have_their_own_table(tmp_path, capsys):
+    entry = {"model": "unet", "recipe": "16 epochs; Bengal held out", "best_val_miou": 0.7,
+             "test": {"miou": 0.75, "foreground_iou": 0.86, "boundary_f": 0.7},
+             "probe": {"miou": 0.74, "foreground_iou": 0.85, "boundary_f": 0.6},
+             "shipped": False, "probe_seen": False, "shift_mean_miou": None,
+             "zoom_out_miou": None}
+    unseen = {"images": 198, "miou": 0.712, "foreground_iou": 0.845, "boundary_f": 0.65}
+    write_json(tmp_path / "candidates.json", {"runs": {
+        "unet_voc224": entry,
+        "unet_nobengal": {**entry, "held_out_breeds": ["Bengal"], "unseen": unseen}}})
+    assert main(["results", "--candidates", "--weights", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| `unet_voc224` |")  # another test split
+    assert main(["results", "--unseen", "--weights", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[2] == ("| `unet_nobengal` | 16 epochs; Bengal held out | 0.700 | Bengal | 198 | "
+                        "0.712 | 0.845 | 0.650 | 0.750 | 0.860 | 0.740 | 0.850 |")
+    write_json(tmp_path / "candidates.json", {"runs": {"unet_voc224": entry}})
+    assert main(["results", "--unseen", "--weights", str(tmp_path)]) == 2
+    assert "--holdout-breed" in capsys.readouterr().err
+
+
 def _load_run(sessions, p95, served=None, nice=0, start_page=2.5):
     return {"date": "2026-12-02T16:00:00+00:00", "machine": {"cores": 2, "load_avg_1m": 1.25},
             "settings": {"browser_nice": nice},
