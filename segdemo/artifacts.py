@@ -241,6 +241,10 @@ def training_recipe(card: dict) -> str | None:
         parts.append("minor breeds held out")
     if config.get("holdout_breeds"):
         parts.append(f"{', '.join(config['holdout_breeds'])} held out")
+    if card.get("class_bias"):
+        parts.append(", ".join(f"{name} log-probability {offset:+g}"
+                               for name, offset in card["class_bias"].items())
+                     + " (calibrated on the validation split)")
     if card.get("voc_guide"):
         parts.append(f"then guided by the zero-shot VOC DeepLab (weight "
                      f"{card['options']['voc_guide']:g})")

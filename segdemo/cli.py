@@ -273,6 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how far towards the VOC model the pet/background split goes, in (0, 1] "
                         "(default: %(default)s)")
 
+    c = sub.add_parser("calibrate", help="choose one class's log-probability offset on the "
+                                         "validation split and keep it in the model's card")
+    c.add_argument("--model", required=True, help="trained model folder")
+    c.add_argument("--data", help="dataset folder (the one the model was trained on)")
+    c.add_argument("--format", choices=FORMATS, help="default: the format the model was trained on")
+    c.add_argument("--class", dest="class_name", default="border",
+                   help="the class whose offset is chosen (default: %(default)s)")
+    c.add_argument("--grid", type=float, nargs="+", metavar="OFFSET",
+                   help="offsets to try (default: +0.5 down to -2)")
+    c.add_argument("--dry-run", action="store_true", help="print the scores, change nothing")
+
     o = sub.add_parser("robustness",
                        help="score the models on the test split under photo shifts users bring")
     o.add_argument("--weights", help="folder of model folders (default: <repo>/weights)")
@@ -328,6 +339,26 @@ def _guide(args: argparse.Namespace) -> int:
     out = graft_voc_guide(args.model, args.out, args.encoder_weights, args.head_weights,
                           args.weight)
     print(f"Guided model written to {out}; score it with: python -m segdemo evaluate --model {out}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from segdemo.artifacts import CARD_FILE, load_model, write_json
+    from segdemo.calibrate import DEFAULT_GRID, calibrate, format_grid, write_calibration
+    from segdemo.evaluate import dataset_for_card
+    from segdemo.inference import Segmenter
+
+    model, card = load_model(args.model)
+    dataset = dataset_for_card(card, args.data, args.format)
+    segmenter = Segmenter(model, {**card, "class_bias": None}, runtime="auto",
+                          model_dir=args.model)
+    record = calibrate(segmenter, dataset, args.class_name, grid=args.grid or DEFAULT_GRID)
+    print(format_grid(record))
+    if args.dry_run:
+        return 0
+    write_json(Path(args.model) / CARD_FILE, write_calibration(card, record))
+    print(f"{args.class_name} offset {record['bias']:+.2f} written to {args.model}/{CARD_FILE}; "
+          f"re-run evaluate for its scores.")
     return 0
 
 
@@ -656,6 +687,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "guide":
             return _guide(args)
+        if args.command == "calibrate":
+            return _calibrate(args)
         return _architectures()
     except SegDemoError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -68,6 +68,7 @@ def evaluate(segmenter: Segmenter, dataset: Dataset, split: str = "test",
     return {
         "model": segmenter.arch_id,
         "tta": getattr(segmenter, "tta", "none"),
+        "class_bias": (getattr(segmenter, "card", None) or {}).get("class_bias"),
         "dataset": {"name": dataset.name, "format": dataset.format, "split": split},
         "images": len(samples),
         "original_resolution": {**scores(cm_original, names),

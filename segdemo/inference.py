@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from segdemo.artifacts import load_model
+from segdemo.calibrate import apply_bias, bias_vector
 from segdemo.classes import ClassInfo
 from segdemo.images import ImageSource, model_input, open_image
 from segdemo.upsample import bilinear_labels
@@ -136,6 +137,8 @@ class Segmenter:
         self.jit_compile = bool(jit_compile)
         self.card = card
         self.classes = [ClassInfo.from_json(c) for c in card["classes"]]
+        # the card's calibrated class offsets (`segdemo.calibrate`), applied after TTA
+        self.class_bias = bias_vector(card.get("class_bias"), [c.name for c in self.classes])
         self.input_size: tuple[int, int] = tuple(card["input_size"])  # (H, W)
         self.runner, self.runtime_note = _runner(runtime, model, card, self.jit_compile, model_dir)
         self._confidence_traces = 0
@@ -191,7 +194,7 @@ class Segmenter:
         if self.tta == "flip":
             mirrored = self.runner(np.ascontiguousarray(batch[:, :, ::-1]))
             probs = (probs + mirrored[:, :, ::-1]) / 2
-        return probs
+        return apply_bias(probs, self.class_bias)
 
     def full_mask(self, input_probabilities: np.ndarray,
                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
