@@ -107,6 +107,7 @@ def write_calibration(card: dict, record: dict) -> dict:
 
 
 def format_grid(record: dict) -> str:
+    """The calibration's grid as a plain-text table, the chosen offset marked."""
     lines = [f"{record['class']} offset   val mIoU   val pet-vs-bg IoU"]
     for row in record["grid"]:
         mark = "  <- chosen" if row["bias"] == record["bias"] else ""
