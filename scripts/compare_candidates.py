@@ -2,9 +2,9 @@
 
 Most shipped models trained on the minor breeds, so the probe split flatters them against a
 candidate that held them out (the table says which); the comparison that is fair to those is the
-test split (neither saw it) under the robustness shifts (zoom-out above all); a run trained with a breed held out is
-compared on that breed (`results --unseen`) instead. For each
-finished run under runs/ (or those named) this scores the test split under every shift once
+test split (neither saw it) under the robustness shifts (zoom-out above all); a run trained with a
+breed held out is compared on that breed (`results --unseen`) instead. For each finished run under
+runs/ (or those named) this scores the test split under every shift once
 (runs/<name>/robustness.json), adds each run and the shipped model beside it to
 weights/candidates.json (runs/ is not committed; this file is, and the README table
 `results --candidates` is made from it) and prints the table.
@@ -56,23 +56,24 @@ def shipped_shift_scores(weights: Path, model_id: str) -> dict | None:
 def entry(folder: Path, shifts: dict | None, shipped: bool) -> dict:
     """What the candidates table shows of one model folder."""
     card = read_optional_json(folder / CARD_FILE) or {}
-    test = (read_optional_json(folder / METRICS_FILE) or {}).get("original_resolution", {})
-    probe = (read_optional_json(folder / PROBE_FILE) or {}).get("original_resolution", {})
+
+    def cut_out(name: str) -> dict:
+        """mIoU, pet-vs-background IoU and boundary F from one of the folder's metrics files."""
+        scores = (read_optional_json(folder / name) or {}).get("original_resolution", {})
+        return {k: scores.get(k) for k in ("miou", "foreground_iou", "boundary_f")}
+
     moved = [v for k, v in (shifts or {}).items() if k != "none" and v is not None]
     unseen = read_optional_json(folder / UNSEEN_FILE)
     return {
         "model": card.get("id"), "shipped": shipped, "recipe": training_recipe(card),
         "best_val_miou": card.get("best_val_miou"),
-        "test": {k: test.get(k) for k in ("miou", "foreground_iou", "boundary_f")},
-        "probe": {k: probe.get(k) for k in ("miou", "foreground_iou", "boundary_f")},
+        "test": cut_out(METRICS_FILE),
+        "probe": cut_out(PROBE_FILE),
         "probe_seen": not card.get("config", {}).get("holdout_minor_breeds", False),
         "shift_mean_miou": sum(moved) / len(moved) if moved else None,
         "zoom_out_miou": (shifts or {}).get("zoom_out"),
         "held_out_breeds": card.get("config", {}).get("holdout_breeds") or [],
-        "unseen": ({"images": unseen["images"], **{
-            k: unseen["original_resolution"].get(k) for k in ("miou", "foreground_iou",
-                                                              "boundary_f")}}
-                   if unseen else None),
+        "unseen": {"images": unseen["images"], **cut_out(UNSEEN_FILE)} if unseen else None,
     }
 
 

@@ -88,7 +88,8 @@ def main() -> None:
             scores = evaluate(segmenter, dataset, split,
                               limit=args.limit if split == "test" else None)
             o = scores["original_resolution"]
-            print(f"{variant:14s} {split:6s} {scores['images']:4d} photos  mIoU {o['miou']:.3f}  "
+            print(f"{variant:14s} {split:6s} {scores['images']:4d} photos  "
+                  f"mIoU {o['miou']:.3f}  "
                   f"pet-vs-bg {o['foreground_iou']:.3f}  boundary F {o['boundary_f']:.3f}  "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
 

@@ -3,11 +3,11 @@
 Each block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->` and is replaced by
 `python -m segdemo results` (NAME = results), `results --probe` (probe, from <model>/probe.json),
 `results --recipes` (recipes, from the cards), `results --candidates` (candidates, from
-weights/candidates.json; unseen, `--unseen`, from the same file), `results --video` (video, from weights/video_benchmark.json),
-`results --speed` (speed, from weights/benchmark.json), `results --robustness` (robustness, from
-weights/robustness.json; robustness_probe, from weights/robustness_probe.json), `results --serve`
-(serve, from weights/serve_loadtest.json) or `results --load` (load, from weights/loadtest.json,
-written by scripts/loadtest.py).
+weights/candidates.json; unseen, `--unseen`, from the same file), `results --video` (video, from
+weights/video_benchmark.json), `results --speed` (speed, from weights/benchmark.json),
+`results --robustness` (robustness, from weights/robustness.json; robustness_probe, from
+weights/robustness_probe.json), `results --serve` (serve, from weights/serve_loadtest.json) or
+`results --load` (load, from weights/loadtest.json, written by scripts/loadtest.py).
 A block whose JSON is missing is left as it is.
 
     python scripts/update_readme.py
@@ -22,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = {"results": [], "probe": ["--probe"], "recipes": ["--recipes"],
-          "candidates": ["--candidates"], "unseen": ["--unseen"], "speed": ["--speed"], "video": ["--video"],
+          "candidates": ["--candidates"], "unseen": ["--unseen"], "speed": ["--speed"],
+          "video": ["--video"],
           "robustness": ["--robustness"],
           "robustness_probe": ["--robustness", "--json", "weights/robustness_probe.json"],
           "serve": ["--serve"], "load": ["--load"]}

@@ -72,9 +72,9 @@ def calibrate(segmenter, dataset, class_name: str = "border", split: str = "val"
                                "split to calibrate on.")
     kept = []
     for sample in samples:
-        mask = dataset.read_mask(sample)
-        probs = segmenter.predict(dataset.read_image(sample)).input_probabilities
-        kept.append((probs.astype(np.float16), mask))
+        pixels, _ = segmenter.prepare(dataset.read_image(sample))
+        probs = segmenter.input_probabilities(pixels[None])[0]
+        kept.append((probs.astype(np.float16), dataset.read_mask(sample)))
     index, n = names.index(class_name), len(names)
     rows = []
     for offset in grid:

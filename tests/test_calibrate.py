@@ -38,9 +38,11 @@ class _FixedSegmenter:
     classes = PET_CLASSES
     class_bias = None
 
-    def predict(self, image):
-        probs = np.broadcast_to(np.float32([0.15, 0.40, 0.45]), (4, 4, 3)).copy()
-        return SimpleNamespace(input_probabilities=probs)
+    def prepare(self, image):
+        return np.zeros((4, 4, 3), np.uint8), (8, 6)
+
+    def input_probabilities(self, batch):
+        return np.broadcast_to(np.float32([0.15, 0.40, 0.45]), (len(batch), 4, 4, 3)).copy()
 
     def full_labels(self, probs, size):
         return bilinear_labels(probs, (size[1], size[0]))
@@ -107,7 +109,8 @@ def test_the_cli_writes_the_chosen_offset_into_the_card(tiny_model_dir, tmp_path
                  "--dry-run"]) == 0
     assert "<- chosen" in capsys.readouterr().out
     assert "class_bias" not in json.loads((folder / "card.json").read_text())
-    assert main(["calibrate", "--model", str(folder), "--data", str(data), "--grid", "0", "-1"]) == 0
+    assert main(["calibrate", "--model", str(folder), "--data", str(data),
+                 "--grid", "0", "-1"]) == 0
     card = json.loads((folder / "card.json").read_text())
     assert [row["bias"] for row in card["calibration"]["grid"]] == [0.0, -1.0]
     best = max(card["calibration"]["grid"], key=lambda r: (round(r["miou"], 4), -abs(r["bias"])))
